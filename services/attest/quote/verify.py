@@ -1,0 +1,147 @@
+"""Verification of SGX DCAP v3 quotes: one code path for hardware and sim quotes.
+
+Order follows Intel's quote verification: parse; PCK chain to the *pinned*
+root with CRLs; QE report signed by the PCK key; QE report binds the
+attestation key; quote signed by the attestation key; collateral signed under
+the same root and current; TCB status from TCB info and QE identity. Only the
+pinned root differs between production (Intel SGX Root CA) and sim.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from services.attest.quote import ecdsa, layout
+from services.attest.quote.chain import check_revoked, load_crl, load_pem_chain, verify_chain
+from services.attest.quote.collateral import Collateral, worst
+from services.attest.quote.errors import (
+    CollateralError,
+    QuoteChainError,
+    QuoteFormatError,
+    QuoteSignatureError,
+)
+
+
+@dataclass(frozen=True)
+class VerifiedQuote:
+    """A quote whose signatures, chain and collateral checked out."""
+
+    report: layout.ReportBody
+    tcb_status: str
+    pck_subject: str
+
+
+class QuoteVerifier:
+    """Verifies quotes against one pinned root CA certificate."""
+
+    def __init__(self, pinned_root_pem: bytes) -> None:
+        self._root = x509.load_pem_x509_certificate(pinned_root_pem)
+
+    @property
+    def root_subject(self) -> str:
+        return self._root.subject.rfc4514_string()
+
+    def verify(self, raw_quote: bytes, collateral: Collateral, now: datetime) -> VerifiedQuote:
+        quote = layout.parse(raw_quote)
+        if quote.cert_data_type != layout.CERT_DATA_PCK_CHAIN:
+            raise QuoteFormatError(
+                f"certification data type {quote.cert_data_type}, expected 5 (PCK chain)"
+            )
+        pck = self._verify_pck_chain(quote.cert_data, collateral, now)
+        _verify_qe_binding(quote, pck.public_key())
+        attestation_key = ecdsa.load_raw_public_key(quote.attestation_key)
+        if not ecdsa.verify_raw(attestation_key, quote.signature, quote.signed_bytes):
+            raise QuoteSignatureError("quote signature does not verify under the attestation key")
+        status = self._tcb_status(quote, collateral, now)
+        return VerifiedQuote(quote.report, status, pck.subject.rfc4514_string())
+
+    def _verify_pck_chain(
+        self, cert_data: bytes, collateral: Collateral, now: datetime
+    ) -> x509.Certificate:
+        certs = load_pem_chain(cert_data.rstrip(b"\0"), "PCK certificate chain")
+        leaf = verify_chain(certs, self._root, now, "PCK certificate chain")
+        revoked = load_crl(collateral.root_ca_crl, self._root, now, "root CA CRL")
+        revoked |= load_crl(collateral.pck_crl, certs[1], now, "PCK CRL")
+        check_revoked(certs, revoked, "PCK certificate chain")
+        if not isinstance(leaf.public_key(), ec.EllipticCurvePublicKey):
+            raise QuoteChainError("PCK certificate key is not an EC key")
+        return leaf
+
+    def _signed_json(
+        self, body: str, signature: bytes, chain_pem: str, now: datetime, what: str
+    ) -> dict[str, Any]:
+        try:
+            certs = load_pem_chain(chain_pem, f"{what} issuer chain")
+            signer = verify_chain(certs, self._root, now, f"{what} issuer chain")
+        except QuoteChainError as err:
+            raise CollateralError(str(err)) from err
+        key = signer.public_key()
+        if not isinstance(key, ec.EllipticCurvePublicKey) or not ecdsa.verify_raw(
+            key, signature, body.encode()
+        ):
+            raise CollateralError(f"{what} signature does not verify")
+        try:
+            parsed: dict[str, Any] = json.loads(body)
+            next_update = datetime.fromisoformat(parsed["nextUpdate"])
+        except (ValueError, KeyError, TypeError) as err:
+            raise CollateralError(f"{what} is not valid collateral JSON") from err
+        if next_update < now:
+            raise CollateralError(f"{what} expired at {next_update.isoformat()}; refresh it")
+        return parsed
+
+    def _tcb_status(self, quote: layout.Quote, collateral: Collateral, now: datetime) -> str:
+        tcb_info = self._signed_json(
+            collateral.tcb_info,
+            collateral.tcb_info_signature,
+            collateral.tcb_info_issuer_chain,
+            now,
+            "TCB info",
+        )
+        qe_identity = self._signed_json(
+            collateral.qe_identity,
+            collateral.qe_identity_signature,
+            collateral.qe_identity_issuer_chain,
+            now,
+            "QE identity",
+        )
+        platform = _platform_status(tcb_info, quote.report.cpu_svn, quote.header.pce_svn)
+        return worst(platform, _qe_status(qe_identity, quote.qe_report))
+
+
+def _verify_qe_binding(quote: layout.Quote, pck_key: Any) -> None:
+    if not ecdsa.verify_raw(pck_key, quote.qe_report_signature, quote.qe_report.pack()):
+        raise QuoteSignatureError("QE report signature does not verify under the PCK key")
+    expected = hashlib.sha256(quote.attestation_key + quote.qe_auth_data).digest() + bytes(32)
+    if not hmac.compare_digest(quote.qe_report.report_data, expected):
+        raise QuoteSignatureError("QE report does not certify this attestation key")
+
+
+def _platform_status(tcb_info: dict[str, Any], cpu_svn: bytes, pce_svn: int) -> str:
+    """First TCB level (newest first) that the platform's SVNs reach."""
+    for level in tcb_info.get("tcbLevels", []):
+        tcb = level["tcb"]
+        components = [c["svn"] for c in tcb["sgxtcbcomponents"]]
+        if all(have >= need for have, need in zip(cpu_svn, components, strict=True)) and (
+            pce_svn >= tcb["pcesvn"]
+        ):
+            return str(level["tcbStatus"])
+    return "Revoked"
+
+
+def _qe_status(qe_identity: dict[str, Any], qe_report: layout.ReportBody) -> str:
+    if qe_report.mr_signer.hex() != str(qe_identity.get("mrsigner", "")).lower():
+        raise CollateralError("QE report MRSIGNER does not match the QE identity")
+    if qe_report.isv_prod_id != qe_identity.get("isvprodid"):
+        raise CollateralError("QE report ISVPRODID does not match the QE identity")
+    for level in qe_identity.get("tcbLevels", []):
+        if qe_report.isv_svn >= level["tcb"]["isvsvn"]:
+            return str(level["tcbStatus"])
+    return "Revoked"
