@@ -20,7 +20,7 @@ from services.attest.quote.errors import (
 from services.attest.quote.roots import intel_root_pem
 from services.attest.quote.verify import QuoteVerifier
 from services.attest.sim import pcs
-from services.attest.sim.pki import SimPki
+from services.attest.sim.pki import SIM_PCE_SVN, SimPki
 from tests.attest.conftest import MRENCLAVE, MRSIGNER, NOW
 
 REPORT_DATA = bytes(range(64))
@@ -43,7 +43,7 @@ def test_layout_round_trip_every_field(quote: bytes) -> None:
     assert parsed.header.att_key_type == 2
     assert parsed.header.tee_type == 0
     assert parsed.header.qe_svn == pcs.SIM_QE_SVN
-    assert parsed.header.pce_svn == pcs.SIM_PCE_SVN
+    assert parsed.header.pce_svn == SIM_PCE_SVN
     assert parsed.header.qe_vendor_id == layout.INTEL_QE_VENDOR_ID
     assert parsed.report.mr_enclave == MRENCLAVE
     assert parsed.report.mr_signer == MRSIGNER

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from services.attest.platform.base import check_report_data
 from services.attest.quote import layout
-from services.attest.sim.pki import SimPki, write_private
+from services.attest.sim.pki import SIM_CPU_SVN, SimPki, write_private
 from services.attest.sim.quoting import sim_quote
 
 
@@ -45,7 +45,7 @@ class SimPlatform:
         if self._enclave.debug:
             flags |= layout.ATTR_DEBUG
         report = layout.ReportBody(
-            cpu_svn=bytes([7] * 16),
+            cpu_svn=SIM_CPU_SVN,
             misc_select=0,
             attributes=flags.to_bytes(8, "little") + (0x3).to_bytes(8, "little"),
             mr_enclave=self._enclave.mr_enclave,

@@ -28,6 +28,7 @@ from services.attest.quote.errors import (
     QuoteFormatError,
     QuoteSignatureError,
 )
+from services.attest.quote.pck_extension import PlatformTcb, platform_tcb
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,7 @@ class QuoteVerifier:
         attestation_key = ecdsa.load_raw_public_key(quote.attestation_key)
         if not ecdsa.verify_raw(attestation_key, quote.signature, quote.signed_bytes):
             raise QuoteSignatureError("quote signature does not verify under the attestation key")
-        status = self._tcb_status(quote, collateral, now)
+        status = self._tcb_status(quote, pck, collateral, now)
         return VerifiedQuote(quote.report, status, pck.subject.rfc4514_string())
 
     def _verify_pck_chain(
@@ -97,7 +98,9 @@ class QuoteVerifier:
             raise CollateralError(f"{what} expired at {next_update.isoformat()}; refresh it")
         return parsed
 
-    def _tcb_status(self, quote: layout.Quote, collateral: Collateral, now: datetime) -> str:
+    def _tcb_status(
+        self, quote: layout.Quote, pck: x509.Certificate, collateral: Collateral, now: datetime
+    ) -> str:
         tcb_info = self._signed_json(
             collateral.tcb_info,
             collateral.tcb_info_signature,
@@ -112,7 +115,7 @@ class QuoteVerifier:
             now,
             "QE identity",
         )
-        platform = _platform_status(tcb_info, quote.report.cpu_svn, quote.header.pce_svn)
+        platform = _platform_status(tcb_info, platform_tcb(pck))
         return worst(platform, _qe_status(qe_identity, quote.qe_report))
 
 
@@ -124,14 +127,18 @@ def _verify_qe_binding(quote: layout.Quote, pck_key: Any) -> None:
         raise QuoteSignatureError("QE report does not certify this attestation key")
 
 
-def _platform_status(tcb_info: dict[str, Any], cpu_svn: bytes, pce_svn: int) -> str:
-    """First TCB level (newest first) that the platform's SVNs reach."""
+def _platform_status(tcb_info: dict[str, Any], platform: PlatformTcb) -> str:
+    """First TCB level (newest first) that the PCK certificate's SVNs reach."""
+    if str(tcb_info.get("fmspc", "")).lower() != platform.fmspc.hex():
+        raise CollateralError(
+            f"TCB info is for FMSPC {tcb_info.get('fmspc')}, the PCK certificate "
+            f"says {platform.fmspc.hex()}; fetch the TCB info for this platform"
+        )
     for level in tcb_info.get("tcbLevels", []):
         tcb = level["tcb"]
-        components = [c["svn"] for c in tcb["sgxtcbcomponents"]]
-        if all(have >= need for have, need in zip(cpu_svn, components, strict=True)) and (
-            pce_svn >= tcb["pcesvn"]
-        ):
+        needed = [c["svn"] for c in tcb["sgxtcbcomponents"]]
+        reached = all(h >= n for h, n in zip(platform.components, needed, strict=True))
+        if reached and platform.pce_svn >= tcb["pcesvn"]:
             return str(level["tcbStatus"])
     return "Revoked"
 

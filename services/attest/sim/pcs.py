@@ -14,13 +14,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 
 from services.attest.quote import ecdsa
 from services.attest.quote.collateral import Collateral
-from services.attest.sim.pki import SimPki
+from services.attest.sim.pki import SIM_CPU_SVN, SIM_FMSPC, SIM_PCE_SVN, SimPki
 
 SIM_QE_MRSIGNER = bytes.fromhex("8c4f5775d796503e96137f77c68a829a0056ac8ded70140b081b094490c57bff")
 SIM_QE_PRODID = 1
 SIM_QE_SVN = 8
-SIM_PCE_SVN = 13
-SIM_CPU_SVN = bytes([7] * 16)
 _VALID = timedelta(days=30)
 
 
@@ -63,7 +61,7 @@ def collateral(
             "id": "SGX",
             "version": 3,
             **dates,
-            "fmspc": "00906ED50000",
+            "fmspc": SIM_FMSPC.hex().upper(),
             "pceId": "0000",
             "tcbType": 0,
             "tcbEvaluationDataNumber": 17,

@@ -17,6 +17,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from services.attest.quote import pck_extension
+from services.attest.quote.pck_extension import SGX_EXTENSION_OID
+
 _NAMES = {
     "root": "s3ml SIMULATED SGX Root CA",
     "platform": "s3ml SIMULATED SGX PCK Platform CA",
@@ -24,6 +27,11 @@ _NAMES = {
     "tcb": "s3ml SIMULATED SGX TCB Signing",
 }
 _VALIDITY = timedelta(days=3650)
+
+# The simulated platform's TCB, as its PCK certificate states it.
+SIM_CPU_SVN = bytes([7] * 16)
+SIM_PCE_SVN = 13
+SIM_FMSPC = bytes.fromhex("00906ed50000")
 
 
 def _name(common_name: str) -> x509.Name:
@@ -41,6 +49,7 @@ def _issue(
     issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None,
     ca: bool,
     now: datetime,
+    sgx_extension: bytes | None = None,
 ) -> x509.Certificate:
     issuer_name = issuer[0].subject if issuer else _name(subject)
     signing_key = issuer[1] if issuer else key
@@ -54,6 +63,9 @@ def _issue(
         .not_valid_after(now + _VALIDITY)
         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
     )
+    if sgx_extension is not None:
+        oid = x509.ObjectIdentifier(SGX_EXTENSION_OID)
+        builder = builder.add_extension(x509.UnrecognizedExtension(oid, sgx_extension), False)
     return builder.sign(signing_key, hashes.SHA256())
 
 
@@ -88,7 +100,10 @@ class SimPki:
         root = (certs["root"], keys["root"])
         certs["platform"] = _issue(_NAMES["platform"], keys["platform"], root, True, now)
         platform = (certs["platform"], keys["platform"])
-        certs["pck"] = _issue(_NAMES["pck"], keys["pck"], platform, False, now)
+        sgx = pck_extension.encode(
+            pck_extension.PlatformTcb(tuple(SIM_CPU_SVN), SIM_PCE_SVN, SIM_FMSPC), SIM_CPU_SVN
+        )
+        certs["pck"] = _issue(_NAMES["pck"], keys["pck"], platform, False, now, sgx)
         certs["tcb"] = _issue(_NAMES["tcb"], keys["tcb"], root, False, now)
         for role, key in keys.items():
             pem = key.private_bytes(

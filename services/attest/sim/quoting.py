@@ -7,7 +7,7 @@ import os
 
 from services.attest.quote import ecdsa, layout
 from services.attest.sim import pcs
-from services.attest.sim.pki import SimPki
+from services.attest.sim.pki import SIM_CPU_SVN, SIM_PCE_SVN, SimPki
 
 
 def sim_quote(pki: SimPki, report: layout.ReportBody) -> bytes:
@@ -17,7 +17,7 @@ def sim_quote(pki: SimPki, report: layout.ReportBody) -> bytes:
     attestation_key = ecdsa.raw_public_key(pki.keys["ak"].public_key())
     qe_auth_data = os.urandom(32)
     qe_report = layout.ReportBody(
-        cpu_svn=pcs.SIM_CPU_SVN,
+        cpu_svn=SIM_CPU_SVN,
         misc_select=0,
         attributes=(layout.ATTR_INIT | layout.ATTR_MODE64BIT).to_bytes(8, "little") + bytes(8),
         mr_enclave=hashlib.sha256(b"s3ml simulated quoting enclave").digest(),
@@ -31,7 +31,7 @@ def sim_quote(pki: SimPki, report: layout.ReportBody) -> bytes:
         att_key_type=layout.ATT_KEY_TYPE_ECDSA_P256,
         tee_type=0,
         qe_svn=pcs.SIM_QE_SVN,
-        pce_svn=pcs.SIM_PCE_SVN,
+        pce_svn=SIM_PCE_SVN,
         qe_vendor_id=layout.INTEL_QE_VENDOR_ID,
         user_data=bytes(20),
     )
