@@ -253,6 +253,7 @@ class Acs:
         node: str,
     ) -> Provisioned:
         record, _ = self.service(service)
+        instance = records.instance_name(instance, public_key_der)
         try:
             verified, instance_key = self._check(record, raw_quote, public_key_der, nonce)
         except (PermissionDeniedError, UnauthenticatedError, InvalidArgumentError) as err:

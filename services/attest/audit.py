@@ -65,6 +65,13 @@ def decode(record: bytes) -> AuditEvent:
     return AuditEvent(**raw)
 
 
+def _sequence_of(record: bytes) -> int:
+    try:
+        return decode(record).sequence
+    except (ValueError, KeyError, TypeError):
+        return -1
+
+
 def read(store: Store, after: int = 0, limit: int = 100) -> list[tuple[AuditEvent, bytes]]:
     return [(decode(record), chain) for _, record, chain in store.read_log(after, limit)]
 
@@ -74,7 +81,7 @@ def verify_chain(store: Store, key: bytes, page: int = 1000) -> tuple[int, bytes
     head, count, after = b"", 0, 0
     while rows := store.read_log(after, page):
         for seq, record, stored_hash in rows:
-            if seq != count + 1 or decode(record).sequence != seq:
+            if seq != count + 1 or _sequence_of(record) != seq:
                 raise AuditChainError(f"audit log sequence broken at entry {seq}")
             head = _chain(key, head, record)
             if not hmac.compare_digest(head, stored_hash):

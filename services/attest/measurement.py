@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,13 +40,17 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def render_manifest(template: str, trusted: list[Path], root: Path) -> str:
-    """Fills `{{ trusted_files }}` with Gramine's `sgx.trusted_files` TOML array."""
+def render_manifest(template: str, trusted: dict[str, Path]) -> str:
+    """Fills `{{ trusted_files }}` with Gramine's `sgx.trusted_files` TOML array.
+
+    `trusted` maps each file's path inside the enclave (relative URI) to where
+    it is read from now.
+    """
     if "{{ trusted_files }}" not in template:
         raise ManifestError("template has no '{{ trusted_files }}' placeholder")
     entries = ",\n".join(
-        f'  {{ uri = "file:{p.relative_to(root)}", sha256 = "{file_sha256(p)}" }}'
-        for p in sorted(trusted)
+        f'  {{ uri = "file:{uri}", sha256 = "{file_sha256(path)}" }}'
+        for uri, path in sorted(trusted.items())
     )
     return template.replace("{{ trusted_files }}", f"[\n{entries},\n]" if entries else "[]")
 
@@ -64,10 +69,15 @@ def trusted_files(manifest: str) -> list[TrustedFile]:
 
 def sim_mrenclave(manifest: str, root: Path) -> bytes:
     """MRENCLAVE of the sim platform for a rendered manifest whose files are under `root`."""
+    return sim_mrenclave_with(manifest, lambda rel: root / rel)
+
+
+def sim_mrenclave_with(manifest: str, resolve: Callable[[str], Path]) -> bytes:
+    """As sim_mrenclave, finding each trusted file through `resolve` (build-time paths)."""
     digest = hashlib.sha256(_DOMAIN)
     digest.update(hashlib.sha256(manifest.encode()).digest())
     for entry in trusted_files(manifest):
-        path = root / entry.uri.removeprefix("file:")
+        path = resolve(entry.uri.removeprefix("file:"))
         actual = file_sha256(path)
         if actual != entry.sha256:
             raise ManifestError(f"{entry.uri}: sha256 {actual} differs from the manifest")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -26,6 +27,20 @@ def check_dns_name(name: str) -> None:
     labels = name.split(".")
     if len(name) > 253 or not all(_LABEL.match(label) for label in labels):
         raise InvalidArgumentError(f"DNS name {name[:70]!r} is not a valid lowercase host name")
+
+
+_INSTANCE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,127}$")
+
+
+def instance_name(name: str, public_key_der: bytes) -> str:
+    """The instance's label; an unnamed instance is named after its key."""
+    if not name:
+        return "instance-" + hashlib.sha256(public_key_der).hexdigest()[:12]
+    if not _INSTANCE.match(name):
+        raise InvalidArgumentError(
+            f"instance_name {name[:70]!r} may use letters, digits and . _ - (≤128)"
+        )
+    return name
 
 
 def check_secret_name(name: str) -> None:

@@ -59,6 +59,11 @@ class _SqliteTxn:
         return (0, b"") if row is None else (int(row[0]), bytes(row[1]))
 
 
+def _blob(value: bytes | str) -> bytes:
+    """A value as bytes, even if someone rewrote it as TEXT behind our back."""
+    return value.encode() if isinstance(value, str) else bytes(value)
+
+
 class SqliteStore:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -95,7 +100,7 @@ class SqliteStore:
                 "SELECT seq, record, hash FROM log WHERE seq > ? ORDER BY seq LIMIT ?",
                 (after, limit),
             ).fetchall()
-        return [(int(s), bytes(r), bytes(h)) for s, r, h in rows]
+        return [(int(s), _blob(r), _blob(h)) for s, r, h in rows]
 
     def close(self) -> None:
         with self._lock:
