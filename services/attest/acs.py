@@ -18,6 +18,7 @@ from datetime import datetime
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
+from opentelemetry import trace
 
 from s3ml.attest.v1 import types_pb2
 from services.attest import audit, envelope, records
@@ -45,6 +46,7 @@ from services.attest.sealing import Sealer
 from services.attest.store.base import Store, Txn, put_if_absent
 
 MAX_SECRETS = 64
+_tracer = trace.get_tracer("s3ml.acs")
 
 
 @dataclass(frozen=True)
@@ -252,14 +254,35 @@ class Acs:
         instance: str,
         node: str,
     ) -> Provisioned:
-        record, _ = self.service(service)
-        instance = records.instance_name(instance, public_key_der)
-        try:
-            verified, instance_key = self._check(record, raw_quote, public_key_der, nonce)
-        except (PermissionDeniedError, UnauthenticatedError, InvalidArgumentError) as err:
-            with self._store.transaction() as txn:
-                self._audit(txn, "attest.reject", service, detail=f"{instance}@{node}: {err}")
-            raise
+        attributes = {"s3ml.service": service[:64], "s3ml.node": node, "s3ml.instance": instance}
+        with _tracer.start_as_current_span("acs.attest", attributes=attributes) as span:
+            record, _ = self.service(service)
+            instance = records.instance_name(instance, public_key_der)
+            try:
+                verified, instance_key = self._check(record, raw_quote, public_key_der, nonce)
+            except (PermissionDeniedError, UnauthenticatedError, InvalidArgumentError) as err:
+                span.set_attribute("s3ml.result", type(err).__name__)
+                with self._store.transaction() as txn:
+                    self._audit(txn, "attest.reject", service, detail=f"{instance}@{node}: {err}")
+                raise
+            span.set_attribute("s3ml.mrenclave", verified.report.mr_enclave.hex())
+            span.set_attribute("s3ml.tcb_status", verified.tcb_status)
+            with _tracer.start_as_current_span("acs.provision"):
+                provisioned = self._provision(record, verified, instance_key, nonce, instance, node)
+            span.set_attribute("s3ml.result", "accepted")
+            span.set_attribute("s3ml.identity_generation", provisioned.generation)
+            return provisioned
+
+    def _provision(
+        self,
+        record: ServiceRecord,
+        verified: VerifiedQuote,
+        instance_key: ec.EllipticCurvePublicKey,
+        nonce: bytes,
+        instance: str,
+        node: str,
+    ) -> Provisioned:
+        service = record.name
         identity = self._ensure_identity(record)
         now = self._clock()
         instance_cert = self.ca.issue_instance(service, instance, instance_key, now)
@@ -300,7 +323,8 @@ class Acs:
             raise InvalidArgumentError(f"instance_public_key: {err}") from err
         now = self._clock()
         try:
-            verified = self._verifier.verify(raw_quote, self._collateral.collateral(now), now)
+            with _tracer.start_as_current_span("acs.verify_quote"):
+                verified = self._verifier.verify(raw_quote, self._collateral.collateral(now), now)
         except QuoteFormatError as err:
             raise InvalidArgumentError(f"quote: {err}") from err
         except (QuoteSignatureError, QuoteChainError) as err:
@@ -310,7 +334,9 @@ class Acs:
         except ValueError as err:  # a coordinate that is not on the curve
             raise UnauthenticatedError(f"quote: attestation key is invalid ({err})") from err
         try:
-            appraise(verified, record.policy, public_key_der, nonce, self._revoked_measurements())
+            with _tracer.start_as_current_span("acs.appraise"):
+                revoked = self._revoked_measurements()
+                appraise(verified, record.policy, public_key_der, nonce, revoked)
         except AppraisalError as err:
             raise PermissionDeniedError(str(err)) from err
         return verified, instance_key
