@@ -51,7 +51,8 @@ def _mrenclave(args: argparse.Namespace) -> str:
         return str(Path(args.mrenclave_file).read_text().strip())
     if not args.mrenclave:
         raise CliError(
-            "give --mrenclave HEX or --mrenclave-file (e.g. bazel-bin/enclave_manifests/acs.mrenclave)"
+            "give --mrenclave HEX or --mrenclave-file "
+            "(the build writes bazel-bin/enclave_manifests/acs.mrenclave)"
         )
     return str(args.mrenclave)
 
@@ -131,9 +132,8 @@ def cmd_service_register(args: argparse.Namespace) -> int:
     with channel:
         info = registry_pb2_grpc.RegistryStub(channel).RegisterService(request, timeout=30)
     trusted.close()
-    print(
-        f"registered {info.name} (revision {info.revision}); secrets: {', '.join(info.secret_names)}"
-    )
+    secrets = ", ".join(info.secret_names)
+    print(f"registered {info.name} (revision {info.revision}); secrets: {secrets}")
     return 0
 
 
