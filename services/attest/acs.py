@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -46,6 +47,7 @@ from services.attest.sealing import Sealer
 from services.attest.store.base import Store, Txn, put_if_absent
 
 MAX_SECRETS = 64
+BUNDLE_REFRESH_SECONDS = 3600.0  # CRLs are valid 7 days; re-sign long before
 _tracer = trace.get_tracer("s3ml.acs")
 
 
@@ -94,6 +96,9 @@ class Acs:
         self._nonces = nonces
         self._clock = clock
         self._audit_key = sealer.derive_key("s3ml audit chain")
+        # Decoded identities and the last CRL, reused while the stored bytes are unchanged.
+        self._identities: dict[str, tuple[bytes, Identity]] = {}
+        self._bundle: tuple[float, TrustBundle] | None = None
         self.ca = self._load_or_create_ca(platform_label)
 
     # -- certificate authority -------------------------------------------------
@@ -197,6 +202,14 @@ class Acs:
         return None if raw is None else self._decode_identity(name, raw)
 
     def _decode_identity(self, name: str, raw: bytes) -> Identity:
+        cached = self._identities.get(name)
+        if cached is not None and cached[0] == raw:
+            return cached[1]
+        identity = self._unseal_identity(name, raw)
+        self._identities[name] = (raw, identity)
+        return identity
+
+    def _unseal_identity(self, name: str, raw: bytes) -> Identity:
         data = json.loads(raw)
         key = self._sealer.unseal(f"identity/{name}/key", bytes.fromhex(data["key"]))
         cert = x509.load_pem_x509_certificate(data["cert"].encode())
@@ -211,9 +224,7 @@ class Acs:
         body = {"generation": generation, "cert": pem(cert).decode(), "key": sealed.hex()}
         return json.dumps(body).encode()
 
-    def _ensure_identity(self, record: ServiceRecord) -> Identity:
-        with self._store.transaction() as txn:
-            existing = txn.get(f"identity/{record.name}")
+    def _ensure_identity(self, record: ServiceRecord, existing: bytes | None) -> Identity:
         if existing is None:
             # Created outside the lock (key generation is the slow part); the
             # compare-and-swap keeps whichever candidate was stored first.
@@ -256,10 +267,17 @@ class Acs:
     ) -> Provisioned:
         attributes = {"s3ml.service": service[:64], "s3ml.node": node, "s3ml.instance": instance}
         with _tracer.start_as_current_span("acs.attest", attributes=attributes) as span:
-            record, _ = self.service(service)
+            with self._store.transaction() as txn:  # one consistent read for the decision
+                record = self._service_in(txn, service)
+                identity_raw = txn.get(f"identity/{service}")
+                revoked = frozenset(
+                    bytes.fromhex(k.rsplit("/", 1)[1]) for k, _ in txn.scan("revoked/m/")
+                )
             instance = records.instance_name(instance, public_key_der)
             try:
-                verified, instance_key = self._check(record, raw_quote, public_key_der, nonce)
+                verified, instance_key = self._check(
+                    record, raw_quote, public_key_der, nonce, revoked
+                )
             except (PermissionDeniedError, UnauthenticatedError, InvalidArgumentError) as err:
                 span.set_attribute("s3ml.result", type(err).__name__)
                 with self._store.transaction() as txn:
@@ -268,7 +286,9 @@ class Acs:
             span.set_attribute("s3ml.mrenclave", verified.report.mr_enclave.hex())
             span.set_attribute("s3ml.tcb_status", verified.tcb_status)
             with _tracer.start_as_current_span("acs.provision"):
-                provisioned = self._provision(record, verified, instance_key, nonce, instance, node)
+                provisioned = self._provision(
+                    record, identity_raw, verified, instance_key, nonce, instance, node
+                )
             span.set_attribute("s3ml.result", "accepted")
             span.set_attribute("s3ml.identity_generation", provisioned.generation)
             return provisioned
@@ -276,6 +296,7 @@ class Acs:
     def _provision(
         self,
         record: ServiceRecord,
+        identity_raw: bytes | None,
         verified: VerifiedQuote,
         instance_key: ec.EllipticCurvePublicKey,
         nonce: bytes,
@@ -283,7 +304,7 @@ class Acs:
         node: str,
     ) -> Provisioned:
         service = record.name
-        identity = self._ensure_identity(record)
+        identity = self._ensure_identity(record, identity_raw)
         now = self._clock()
         instance_cert = self.ca.issue_instance(service, instance, instance_key, now)
         payload = types_pb2.ProvisionedSecrets(identity_private_key_pem=identity.key_pem)
@@ -311,7 +332,12 @@ class Acs:
         )
 
     def _check(
-        self, record: ServiceRecord, raw_quote: bytes, public_key_der: bytes, nonce: bytes
+        self,
+        record: ServiceRecord,
+        raw_quote: bytes,
+        public_key_der: bytes,
+        nonce: bytes,
+        revoked: frozenset[bytes],
     ) -> tuple[VerifiedQuote, ec.EllipticCurvePublicKey]:
         try:
             self._nonces.consume(nonce, record.name)
@@ -335,17 +361,12 @@ class Acs:
             raise UnauthenticatedError(f"quote: attestation key is invalid ({err})") from err
         try:
             with _tracer.start_as_current_span("acs.appraise"):
-                revoked = self._revoked_measurements()
                 appraise(verified, record.policy, public_key_der, nonce, revoked)
         except AppraisalError as err:
             raise PermissionDeniedError(str(err)) from err
         return verified, instance_key
 
     # -- revocation and trust -------------------------------------------------------
-
-    def _revoked_measurements(self) -> frozenset[bytes]:
-        with self._store.transaction() as txn:
-            return frozenset(bytes.fromhex(k.rsplit("/", 1)[1]) for k, _ in txn.scan("revoked/m/"))
 
     def _revoke_serial(self, txn: Txn, serial: int) -> None:
         txn.put(f"revoked/s/{serial}", str(self._clock().timestamp()).encode())
@@ -370,12 +391,21 @@ class Acs:
 
     def trust_bundle(self) -> TrustBundle:
         with self._store.transaction() as txn:
+            generation = int(txn.get("bundle/generation") or b"0")
+            cached = self._bundle
+            if (
+                cached is not None
+                and cached[1].generation == generation
+                and (time.monotonic() - cached[0] < BUNDLE_REFRESH_SECONDS)
+            ):
+                return cached[1]
             revoked = {
                 int(k.rsplit("/", 1)[1]): datetime.fromtimestamp(float(v), self._clock().tzinfo)
                 for k, v in txn.scan("revoked/s/")
             }
-            generation = int(txn.get("bundle/generation") or b"0")
-        return TrustBundle(pem(self.ca.cert), self.ca.crl(revoked, self._clock()), generation)
+        bundle = TrustBundle(pem(self.ca.cert), self.ca.crl(revoked, self._clock()), generation)
+        self._bundle = (time.monotonic(), bundle)
+        return bundle
 
     # -- audit ---------------------------------------------------------------------
 

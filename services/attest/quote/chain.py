@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import itertools
+from dataclasses import dataclass
 from datetime import datetime
 
 from cryptography import x509
@@ -56,14 +57,20 @@ def verify_chain(
     return certs[0]
 
 
-def check_revoked(certs: list[x509.Certificate], revoked: set[int], what: str) -> None:
+def check_revoked(certs: list[x509.Certificate], revoked: frozenset[int], what: str) -> None:
     """Refuses a chain any of whose non-root certificates is on a CRL."""
     for cert in certs[:-1]:
         if cert.serial_number in revoked:
             raise QuoteChainError(f"{what}: '{cert.subject.rfc4514_string()}' is revoked")
 
 
-def load_crl(der: bytes, issuer: x509.Certificate, now: datetime, what: str) -> set[int]:
+@dataclass(frozen=True)
+class CheckedCrl:
+    revoked: frozenset[int]
+    next_update: datetime
+
+
+def load_crl(der: bytes, issuer: x509.Certificate, now: datetime, what: str) -> CheckedCrl:
     """Revoked serials of a CRL that `issuer` signed and that is still current."""
     try:
         crl = x509.load_der_x509_crl(der)
@@ -72,6 +79,8 @@ def load_crl(der: bytes, issuer: x509.Certificate, now: datetime, what: str) -> 
     if not crl.is_signature_valid(issuer.public_key()):  # type: ignore[arg-type]
         raise QuoteChainError(f"{what}: CRL not signed by '{issuer.subject.rfc4514_string()}'")
     next_update = crl.next_update_utc
-    if next_update is not None and next_update < now:
+    if next_update is None:
+        raise QuoteChainError(f"{what}: CRL has no nextUpdate")
+    if next_update < now:
         raise QuoteChainError(f"{what}: CRL expired at {next_update.isoformat()}")
-    return {entry.serial_number for entry in crl}
+    return CheckedCrl(frozenset(entry.serial_number for entry in crl), next_update)
