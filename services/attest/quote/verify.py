@@ -239,6 +239,18 @@ def _qe_status(qe_identity: dict[str, Any], qe_report: layout.ReportBody) -> str
         raise CollateralError("QE report MRSIGNER does not match the QE identity")
     if qe_report.isv_prod_id != qe_identity.get("isvprodid"):
         raise CollateralError("QE report ISVPRODID does not match the QE identity")
+    try:
+        misc = int(qe_identity["miscselect"], 16)
+        misc_mask = int(qe_identity["miscselectMask"], 16)
+        attributes = bytes.fromhex(qe_identity["attributes"])
+        attributes_mask = bytes.fromhex(qe_identity["attributesMask"])
+    except (KeyError, ValueError, TypeError) as err:
+        raise CollateralError("QE identity lacks miscselect/attributes and their masks") from err
+    if qe_report.misc_select & misc_mask != misc & misc_mask:
+        raise CollateralError("QE report MISCSELECT does not match the QE identity")
+    masked = bytes(a & m for a, m in zip(qe_report.attributes, attributes_mask, strict=True))
+    if masked != bytes(a & m for a, m in zip(attributes, attributes_mask, strict=True)):
+        raise CollateralError("QE report ATTRIBUTES do not match the QE identity")
     for level in qe_identity.get("tcbLevels", []):
         if qe_report.isv_svn >= level["tcb"]["isvsvn"]:
             return str(level["tcbStatus"])

@@ -7,7 +7,7 @@ verifier reads sim and real collateral with the same code.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -19,6 +19,8 @@ from services.attest.sim.pki import SIM_CPU_SVN, SIM_FMSPC, SIM_PCE_SVN, SimPki
 SIM_QE_MRSIGNER = bytes.fromhex("8c4f5775d796503e96137f77c68a829a0056ac8ded70140b081b094490c57bff")
 SIM_QE_PRODID = 1
 SIM_QE_SVN = 8
+# INIT | PROVISIONKEY, as Intel's QE identity states; MODE64BIT is masked out.
+SIM_QE_ATTRIBUTES = bytes.fromhex("11000000000000000000000000000000")
 _VALID = timedelta(days=30)
 
 
@@ -30,6 +32,11 @@ def _crl(
         .issuer_name(pki.certs[issuer].subject)
         .last_update(now - timedelta(minutes=5))
         .next_update(now + valid)
+        .add_extension(x509.CRLNumber(1), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(pki.keys[issuer].public_key()),
+            critical=False,
+        )
     )
     for serial in sorted(revoked):
         builder = builder.add_revoked_certificate(
@@ -40,6 +47,11 @@ def _crl(
         )
     crl = builder.sign(pki.keys[issuer], hashes.SHA256())
     return crl.public_bytes(serialization.Encoding.DER)
+
+
+def _pcs_time(when: datetime) -> str:
+    """PCS timestamps: UTC, whole seconds, 'Z' suffix."""
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _signed(pki: SimPki, body: dict[str, object]) -> tuple[str, bytes]:
@@ -54,7 +66,7 @@ def collateral(
     valid: timedelta = _VALID,
 ) -> Collateral:
     """Fresh collateral; `revoked_serials` go on the PCK CRL and the root CRL."""
-    dates = {"issueDate": now.isoformat(), "nextUpdate": (now + valid).isoformat()}
+    dates = {"issueDate": _pcs_time(now), "nextUpdate": _pcs_time(now + valid)}
     tcb_info, tcb_sig = _signed(
         pki,
         {
@@ -93,11 +105,24 @@ def collateral(
             "id": "QE",
             "version": 2,
             **dates,
-            "mrsigner": SIM_QE_MRSIGNER.hex(),
+            "tcbEvaluationDataNumber": 17,
+            "miscselect": "00000000",
+            "miscselectMask": "FFFFFFFF",
+            "attributes": SIM_QE_ATTRIBUTES.hex().upper(),
+            "attributesMask": "FBFFFFFFFFFFFFFF0000000000000000",
+            "mrsigner": SIM_QE_MRSIGNER.hex().upper(),
             "isvprodid": SIM_QE_PRODID,
             "tcbLevels": [
-                {"tcb": {"isvsvn": SIM_QE_SVN}, "tcbStatus": "UpToDate"},
-                {"tcb": {"isvsvn": 0}, "tcbStatus": "OutOfDate"},
+                {
+                    "tcb": {"isvsvn": SIM_QE_SVN},
+                    "tcbDate": "2026-01-01T00:00:00Z",
+                    "tcbStatus": "UpToDate",
+                },
+                {
+                    "tcb": {"isvsvn": 0},
+                    "tcbDate": "2020-01-01T00:00:00Z",
+                    "tcbStatus": "OutOfDate",
+                },
             ],
         },
     )

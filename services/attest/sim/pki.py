@@ -62,6 +62,14 @@ def _issue(
         .not_valid_before(now - timedelta(minutes=5))
         .not_valid_after(now + _VALIDITY)
         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(signing_key.public_key()),
+            critical=False,
+        )
+        .add_extension(
+            x509.KeyUsage(not ca, False, False, False, False, ca, ca, False, False), critical=True
+        )
     )
     if sgx_extension is not None:
         oid = x509.ObjectIdentifier(SGX_EXTENSION_OID)

@@ -19,7 +19,8 @@ def sim_quote(pki: SimPki, report: layout.ReportBody) -> bytes:
     qe_report = layout.ReportBody(
         cpu_svn=SIM_CPU_SVN,
         misc_select=0,
-        attributes=(layout.ATTR_INIT | layout.ATTR_MODE64BIT).to_bytes(8, "little") + bytes(8),
+        attributes=bytes([pcs.SIM_QE_ATTRIBUTES[0] | layout.ATTR_MODE64BIT])
+        + pcs.SIM_QE_ATTRIBUTES[1:],
         mr_enclave=hashlib.sha256(b"s3ml simulated quoting enclave").digest(),
         mr_signer=pcs.SIM_QE_MRSIGNER,
         isv_prod_id=pcs.SIM_QE_PRODID,
