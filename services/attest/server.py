@@ -31,6 +31,7 @@ from s3ml.common.v1 import platform_pb2
 from services.attest import measurement, ratls
 from services.attest.acs import Acs
 from services.attest.api import convert
+from services.attest.api import status as acs_status
 from services.attest.api.servicers import (
     AuditServicer,
     ProvisioningServicer,
@@ -38,7 +39,6 @@ from services.attest.api.servicers import (
     SelfDescription,
     TrustServicer,
 )
-from services.attest.api.status import ErrorMappingInterceptor
 from services.attest.ca import SPIFFE_PREFIX, key_pem, pem, utcnow
 from services.attest.collateral_source import (
     CollateralSource,
@@ -192,13 +192,13 @@ def start(config: AcsConfig, workers: int = 16) -> RunningAcs:
 
     public = grpc.server(
         futures.ThreadPoolExecutor(max_workers=workers),
-        interceptors=[_AdminGate(), ErrorMappingInterceptor()],
+        interceptors=[_AdminGate(), acs_status.interceptor()],
     )
     admin = grpc.server(
         futures.ThreadPoolExecutor(max_workers=4),
         interceptors=[
             PeerPolicyInterceptor(has_role(SPIFFE_PREFIX + "admin/"), revocations, "admin API"),
-            ErrorMappingInterceptor(),
+            acs_status.interceptor(),
         ],
     )
     provisioning = ProvisioningServicer(acs, me)

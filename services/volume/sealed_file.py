@@ -40,7 +40,8 @@ def open_sealed(key: bytes, blob: bytes, aad: bytes, what: str) -> bytes:
         return AESGCM(key).decrypt(iv, blob[len(MAGIC) + _IV :], aad)
     except InvalidTag as err:
         raise SealedFileError(
-            f"{what}: authentication failed (tampered, truncated, wrong key or wrong model identity)"
+            f"{what}: authentication failed "
+            "(tampered, truncated, wrong key or wrong model identity)"
         ) from err
 
 

@@ -1,14 +1,10 @@
-"""The one place where ACS errors become gRPC status codes.
+"""The ACS's table of error classes to gRPC status codes (the only one).
 
-Messages are truncated and never include secrets, nonces or expected values
-beyond what the caller already sent.
+Messages never include secrets, nonces or expected values beyond what the
+caller already sent.
 """
 
 from __future__ import annotations
-
-import logging
-from collections.abc import Callable
-from typing import Any, cast
 
 import grpc
 
@@ -16,11 +12,9 @@ from services.attest import errors
 from services.attest.audit import AuditChainError
 from services.attest.sealing import SealingError
 from services.attest.store.base import StoreError
+from services.rpc import status
 
-log = logging.getLogger(__name__)
-MAX_MESSAGE = 400
-
-CODES: list[tuple[type[Exception], grpc.StatusCode]] = [
+CODES: status.CodeTable = [
     (errors.NotFoundError, grpc.StatusCode.NOT_FOUND),
     (errors.AlreadyExistsError, grpc.StatusCode.ALREADY_EXISTS),
     (errors.InvalidArgumentError, grpc.StatusCode.INVALID_ARGUMENT),
@@ -34,38 +28,8 @@ CODES: list[tuple[type[Exception], grpc.StatusCode]] = [
 
 
 def code_for(err: Exception) -> grpc.StatusCode | None:
-    return next((code for kind, code in CODES if isinstance(err, kind)), None)
+    return status.code_for(err, CODES)
 
 
-class ErrorMappingInterceptor(grpc.ServerInterceptor):
-    """Turns domain exceptions into statuses; an unexpected one becomes INTERNAL
-    (logged with its type only) and never takes the server down."""
-
-    def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        handler = continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None:
-            return handler
-        inner = handler.unary_unary
-        method = handler_call_details.method
-
-        def mapped(request: Any, context: grpc.ServicerContext) -> Any:
-            try:
-                return inner(request, context)
-            except Exception as err:
-                code = code_for(err)
-                if code is None:
-                    if cast(Any, context).code() is not None:  # the handler aborted on purpose
-                        raise
-                    log.error("%s failed unexpectedly: %s", method, type(err).__name__)
-                    context.abort(grpc.StatusCode.INTERNAL, "internal error; see the server log")
-                context.abort(code, str(err)[:MAX_MESSAGE])
-
-        return grpc.unary_unary_rpc_method_handler(
-            mapped,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+def interceptor() -> status.ErrorMappingInterceptor:
+    return status.ErrorMappingInterceptor(CODES)

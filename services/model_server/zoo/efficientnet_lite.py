@@ -72,7 +72,9 @@ def build() -> keras.Model:
                 stage.kernel, stride, "same", use_bias=False, name=f"{prefix}_dw"
             )(x)
             x = _relu6(_bn(f"{prefix}_bn1")(x))
-            x = keras.layers.Conv2D(stage.filters_out, 1, use_bias=False, name=f"{prefix}_project")(x)
+            x = keras.layers.Conv2D(stage.filters_out, 1, use_bias=False, name=f"{prefix}_project")(
+                x
+            )
             x = _bn(f"{prefix}_bn2")(x)
             if stride == 1 and filters_in == stage.filters_out:
                 x = keras.layers.Add(name=f"{prefix}_add")([x, shortcut])

@@ -5,8 +5,8 @@ The names come from the synset lists timm ships as package data.
 
 from __future__ import annotations
 
-import sys
 import importlib.util
+import sys
 from pathlib import Path
 
 
@@ -18,7 +18,8 @@ def imagenet_labels() -> list[str]:
     info = Path(spec.submodule_search_locations[0]) / "data" / "_info"
     synsets = (info / "imagenet_synsets.txt").read_text().split()
     lemmas = dict(
-        line.split("\t", 1) for line in (info / "imagenet_synset_to_lemma.txt").read_text().splitlines()
+        line.split("\t", 1)
+        for line in (info / "imagenet_synset_to_lemma.txt").read_text().splitlines()
     )
     return [lemmas[s].split(",")[0].strip() for s in synsets]
 

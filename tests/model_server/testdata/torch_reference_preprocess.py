@@ -9,6 +9,7 @@ Steps, exactly:
   4. convert to float32
   5. (x - 127.0) / 128.0   (EfficientNet-Lite convention: mean 127, std 128)
 """
+
 import numpy as np
 from PIL import Image
 
@@ -24,7 +25,7 @@ def center_crop_square(rgb_uint8):
     h, w = a.shape[:2]
     s = min(h, w)
     top, left = (h - s) // 2, (w - s) // 2
-    return np.ascontiguousarray(a[top:top + s, left:left + s])
+    return np.ascontiguousarray(a[top : top + s, left : left + s])
 
 
 def resize_224(square_uint8):
