@@ -366,6 +366,18 @@ class Acs:
             raise PermissionDeniedError(str(err)) from err
         return verified, instance_key
 
+    def issue_client_certificate(self, name: str, public_key_der: bytes) -> bytes:
+        """A client certificate for inference callers; audited, never a secret."""
+        try:
+            key = envelope.load_instance_key(public_key_der)
+        except ValueError as err:
+            raise InvalidArgumentError(f"public_key: {err}") from err
+        name = records.instance_name(name, public_key_der)
+        cert = self.ca.issue_client(name, key, self._clock())
+        with self._store.transaction() as txn:
+            self._audit(txn, "client.issue", name, detail=f"serial {cert.serial_number:x}")
+        return pem(cert)
+
     # -- revocation and trust -------------------------------------------------------
 
     def _revoke_serial(self, txn: Txn, serial: int) -> None:

@@ -20,6 +20,7 @@ SPIFFE_PREFIX = "spiffe://s3ml/"
 SERVICE_VALIDITY = timedelta(days=365)
 INSTANCE_VALIDITY = timedelta(hours=24)
 ADMIN_VALIDITY = timedelta(days=365)
+CLIENT_VALIDITY = timedelta(days=90)
 
 
 def pem(cert: x509.Certificate) -> bytes:
@@ -123,6 +124,13 @@ class CertificateAuthority:
         uri = f"{SPIFFE_PREFIX}service/{service}/instance/{instance}"
         usages = [ExtendedKeyUsageOID.CLIENT_AUTH]
         return self._issue(public_key, instance, uri, [], usages, now, INSTANCE_VALIDITY)
+
+    def issue_client(
+        self, name: str, public_key: ec.EllipticCurvePublicKey, now: datetime
+    ) -> x509.Certificate:
+        uri = f"{SPIFFE_PREFIX}client/{name}"
+        usages = [ExtendedKeyUsageOID.CLIENT_AUTH]
+        return self._issue(public_key, name, uri, [], usages, now, CLIENT_VALIDITY)
 
     def issue_admin(
         self, name: str, public_key: ec.EllipticCurvePublicKey, now: datetime

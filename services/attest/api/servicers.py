@@ -10,7 +10,6 @@ import time
 from dataclasses import dataclass
 
 import grpc
-from cryptography.hazmat.primitives.serialization import Encoding
 from prometheus_client import Counter, Histogram
 
 from s3ml.attest.v1 import (
@@ -29,6 +28,7 @@ from services.attest import errors
 from services.attest.acs import Acs
 from services.attest.api import convert
 from services.attest.api.status import code_for
+from services.attest.ca import pem
 from services.attest.records import ServiceRecord
 
 ATTESTATIONS = Counter(
@@ -143,7 +143,7 @@ def _service_info(acs: Acs, record: ServiceRecord) -> registry_pb2.ServiceInfo:
         dns_names=list(record.dns_names),
         policy=convert.policy_to_proto(record.policy),
         secret_names=list(record.secret_names),
-        certificate_pem=identity.cert.public_bytes(Encoding.PEM).decode() if identity else "",
+        certificate_pem=pem(identity.cert).decode() if identity else "",
         identity_generation=identity.generation if identity else 0,
         revision=record.revision,
     )
@@ -198,6 +198,14 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):
         self._acs.rotate_identity(request.name)
         record, _ = self._acs.service(request.name)
         return _service_info(self._acs, record)
+
+    def IssueClientCertificate(
+        self, request: registry_pb2.IssueClientCertificateRequest, context: grpc.ServicerContext
+    ) -> registry_pb2.IssueClientCertificateResponse:
+        cert = self._acs.issue_client_certificate(request.name, request.public_key)
+        return registry_pb2.IssueClientCertificateResponse(
+            certificate_pem=cert.decode(), ca_certificate_pem=pem(self._acs.ca.cert).decode()
+        )
 
     def RevokeMeasurement(
         self, request: registry_pb2.RevokeMeasurementRequest, context: grpc.ServicerContext

@@ -1,0 +1,99 @@
+"""Model server configuration: parsed once from flags into a frozen value."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+from services.attest.config import PLATFORMS
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    service: str
+    models: tuple[str, ...]
+    models_dir: Path
+    listen: str
+    acs: str
+    acs_mrenclave: bytes
+    platform: str
+    sim_dir: Path
+    manifest: Path | None
+    node: str
+    replica: str
+    pool: int
+    threads: int
+    workers: int
+    max_batch: int
+    max_queue: int
+    max_message_bytes: int
+    metrics_listen: str
+    otlp_endpoint: str
+    trace_file: Path | None
+
+    @property
+    def simulated(self) -> bool:
+        return self.platform == "sim"
+
+
+def parse(argv: list[str]) -> ServerConfig:
+    p = argparse.ArgumentParser(prog="model-server", description="s3ml enclave model server")
+    p.add_argument("--service", required=True, help="ACS service this replica belongs to")
+    p.add_argument("--model", action="append", required=True, dest="models", help="model name")
+    p.add_argument("--models-dir", type=Path, required=True)
+    p.add_argument("--listen", default="127.0.0.1:8443")
+    p.add_argument("--acs", required=True, help="HOST:PORT of the ACS public port")
+    p.add_argument("--acs-mrenclave", help="expected ACS MRENCLAVE (hex)")
+    p.add_argument("--acs-mrenclave-file", type=Path)
+    p.add_argument("--platform", choices=PLATFORMS, default="sim")
+    p.add_argument("--sim-dir", type=Path, default=Path("/var/lib/s3ml/sim"))
+    p.add_argument("--manifest", type=Path, help="rendered Gramine manifest (sim measurement)")
+    p.add_argument("--node", default="node-0")
+    p.add_argument("--replica", default="replica-0")
+    p.add_argument("--pool", type=int, default=2, help="interpreters per model")
+    p.add_argument("--threads", type=int, default=1, help="threads per interpreter")
+    p.add_argument("--workers", type=int, default=8, help="gRPC worker threads")
+    p.add_argument("--max-batch", type=int, default=8)
+    p.add_argument("--max-queue", type=int, default=32)
+    p.add_argument("--max-message-mib", type=int, default=16)
+    p.add_argument("--metrics-listen", default="")
+    p.add_argument("--otlp-endpoint", default="")
+    p.add_argument("--trace-file", type=Path)
+    a = p.parse_args(argv)
+    if a.acs_mrenclave_file:
+        mrenclave = a.acs_mrenclave_file.read_text().strip()
+    elif a.acs_mrenclave:
+        mrenclave = a.acs_mrenclave
+    else:
+        p.error("give --acs-mrenclave or --acs-mrenclave-file: the ACS must be pinned")
+    for name, value, low, high in (
+        ("--pool", a.pool, 1, 64),
+        ("--threads", a.threads, 1, 64),
+        ("--max-batch", a.max_batch, 1, 1024),
+        ("--max-queue", a.max_queue, 0, 10_000),
+    ):
+        if not low <= value <= high:
+            p.error(f"{name} must be between {low} and {high}")
+    return ServerConfig(
+        service=a.service,
+        models=tuple(a.models),
+        models_dir=a.models_dir,
+        listen=a.listen,
+        acs=a.acs,
+        acs_mrenclave=bytes.fromhex(mrenclave),
+        platform=a.platform,
+        sim_dir=a.sim_dir,
+        manifest=a.manifest,
+        node=a.node,
+        replica=a.replica,
+        pool=a.pool,
+        threads=a.threads,
+        workers=a.workers,
+        max_batch=a.max_batch,
+        max_queue=a.max_queue,
+        max_message_bytes=a.max_message_mib * 1024 * 1024,
+        metrics_listen=a.metrics_listen,
+        otlp_endpoint=a.otlp_endpoint,
+        trace_file=a.trace_file,
+    )

@@ -1,0 +1,184 @@
+"""Assembly of a model-server replica: attest, unseal models, serve over mTLS only.
+
+At start the replica attests to the ACS through its TEE platform and receives
+the service's shared identity and its model keys; if attestation fails it does
+not start. It serves only mutual TLS with that identity, to peers holding
+ACS-issued certificates (clients, replicas, administrators), checking the ACS
+CRL on every call.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent import futures
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from cryptography import x509
+
+from inference import grpc_predict_v2_pb2_grpc as pb_grpc
+from s3ml.attest.v1 import trust_pb2, trust_pb2_grpc
+from services.attest import client, mtls
+from services.attest.ca import SPIFFE_PREFIX, utcnow
+from services.attest.platform.base import SIM_WARNING, TeePlatform
+from services.attest.platform.gramine import GramineSgxPlatform
+from services.attest.platform.sim import SimPlatform
+from services.attest.quote.roots import intel_root_pem
+from services.attest.server import sim_enclave
+from services.attest.sim.pki import SimPki
+from services.model_server import repository
+from services.model_server.api import CODES, Admission, Identity, InferenceServicer
+from services.model_server.config import ServerConfig
+from services.rpc.status import ErrorMappingInterceptor
+
+log = logging.getLogger("model-server")
+DEFAULT_MANIFEST = (
+    Path(__file__).absolute().parents[2] / "enclave_manifests" / "model_server.manifest"
+)
+CRL_REFRESH_SECONDS = 30.0
+
+
+class StartupError(Exception):
+    """The replica must not serve: attestation or model loading failed."""
+
+
+def make_platform(config: ServerConfig) -> TeePlatform:
+    if config.simulated:
+        enclave = sim_enclave(config.sim_dir, config.manifest or DEFAULT_MANIFEST, isv_prod_id=2)
+        return SimPlatform(config.sim_dir, enclave)
+    return GramineSgxPlatform()
+
+
+def acs_pin(config: ServerConfig) -> client.AcsPin:
+    root = SimPki.load(config.sim_dir).root_pem if config.simulated else intel_root_pem()
+    return client.AcsPin(config.acs_mrenclave, root)
+
+
+def _allowed(cert: x509.Certificate) -> bool:
+    """Inference is open to every ACS-issued identity: clients, replicas, admins."""
+    from services.attest.ca import role_uri  # noqa: PLC0415
+
+    role = role_uri(cert)
+    return role.startswith(
+        (SPIFFE_PREFIX + "client/", SPIFFE_PREFIX + "service/", SPIFFE_PREFIX + "admin/")
+    )
+
+
+@dataclass
+class RunningServer:
+    server: grpc.Server
+    port: int
+    identity: client.InstanceIdentity
+    registry: repository.Registry
+    stop_event: threading.Event
+
+    def stop(self, grace: float = 2.0) -> None:
+        self.stop_event.set()
+        self.server.stop(grace).wait()
+
+
+def _provision(config: ServerConfig) -> tuple[client.TrustedAcs, client.InstanceIdentity]:
+    try:
+        trusted = client.connect(config.acs, acs_pin(config), utcnow)
+        ident = client.provision(
+            trusted, make_platform(config), config.service, config.replica, config.node
+        )
+    except (client.TrustError, grpc.RpcError, OSError) as err:
+        detail = (
+            f"{err.code().name}: {err.details()}" if isinstance(err, grpc.RpcError) else str(err)
+        )
+        raise StartupError(
+            f"attestation to the ACS at {config.acs} failed, refusing to start: {detail}"
+        ) from err
+    return trusted, ident
+
+
+def _load_models(config: ServerConfig, ident: client.InstanceIdentity) -> repository.Registry:
+    loaded = []
+    for name in config.models:
+        key = ident.secrets.get(repository.secret_name(name))
+        if key is None:
+            raise StartupError(
+                f"the ACS released no key for model '{name}' "
+                f"(secret {repository.secret_name(name)}); "
+                "register it with the service"
+            )
+        versions = sorted(p.name for p in (config.models_dir / name).glob("*") if p.is_dir())
+        if not versions:
+            raise StartupError(f"model '{name}' has no version under {config.models_dir / name}")
+        for version in versions:
+            try:
+                loaded.append(
+                    repository.load(
+                        config.models_dir, name, version, key, config.pool, config.threads
+                    )
+                )
+            except repository.ModelLoadError as err:
+                raise StartupError(str(err)) from err
+    return repository.Registry(loaded)
+
+
+def _refresh_crl(
+    trusted: client.TrustedAcs,
+    revocations: mtls.RevocationList,
+    ca: x509.Certificate,
+    stop: threading.Event,
+) -> None:
+    stub = trust_pb2_grpc.TrustStub(trusted.channel)
+    generation = 0
+    while not stop.wait(CRL_REFRESH_SECONDS):
+        try:
+            bundle = stub.GetTrustBundle(
+                trust_pb2.GetTrustBundleRequest(known_generation=generation), timeout=10
+            )
+        except grpc.RpcError as err:
+            log.warning("trust bundle refresh failed (%s); keeping the last CRL", err.code().name)
+            continue
+        if bundle.crl_pem:
+            revocations.update(bundle.crl_pem.encode(), ca)
+            generation = bundle.generation
+
+
+def start(config: ServerConfig) -> RunningServer:
+    if config.simulated:
+        log.warning(SIM_WARNING)
+    trusted, ident = _provision(config)
+    registry = _load_models(config, ident)
+    ca = x509.load_pem_x509_certificate(ident.ca_pem)
+    revocations = mtls.RevocationList()
+    revocations.update(ident.crl_pem, ca)
+    admission = Admission(sum(m.pool.size for m in registry.all()), config.max_queue)
+    me = Identity(config.node, config.replica, config.platform)
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=config.workers),
+        interceptors=[
+            mtls.PeerPolicyInterceptor(_allowed, revocations, "inference API"),
+            ErrorMappingInterceptor(CODES),
+        ],
+        options=[
+            ("grpc.max_receive_message_length", config.max_message_bytes),
+            ("grpc.max_send_message_length", config.max_message_bytes),
+            ("grpc.so_reuseport", 1),
+        ],
+    )
+    pb_grpc.add_GRPCInferenceServiceServicer_to_server(
+        InferenceServicer(registry, admission, me, config.max_batch), server
+    )
+    creds = mtls.server_credentials(ident.service_chain_pem, ident.service_key_pem, ident.ca_pem)
+    port = server.add_secure_port(config.listen, creds)
+    server.start()
+    stop = threading.Event()
+    threading.Thread(
+        target=_refresh_crl, args=(trusted, revocations, ca, stop), daemon=True
+    ).start()
+    log.info(
+        "serving %s (%s) on %s port %d over attested mTLS, identity generation %d",
+        config.service,
+        ", ".join(config.models),
+        config.listen,
+        port,
+        ident.generation,
+    )
+    return RunningServer(server, port, ident, registry, stop)
