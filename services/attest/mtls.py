@@ -34,10 +34,22 @@ def channel_credentials(
     )
 
 
+_PARSED: dict[bytes, x509.Certificate] = {}
+_PARSED_LIMIT = 4096
+
+
 def peer_certificate(context: grpc.ServicerContext) -> x509.Certificate | None:
+    """The verified client certificate of this call (parsed once per distinct peer)."""
     # gRPC gives a list of PEM certificates (typeshed's stub disagrees).
     pems: list[bytes] = cast(Any, context.auth_context()).get("x509_pem_cert") or []
-    return x509.load_pem_x509_certificate(pems[0]) if pems else None
+    if not pems:
+        return None
+    cert = _PARSED.get(pems[0])
+    if cert is None:
+        if len(_PARSED) >= _PARSED_LIMIT:
+            _PARSED.clear()
+        cert = _PARSED[pems[0]] = x509.load_pem_x509_certificate(pems[0])
+    return cert
 
 
 class RevocationList:

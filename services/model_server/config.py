@@ -25,6 +25,7 @@ class ServerConfig:
     pool: int
     threads: int
     workers: int
+    processes: int
     max_batch: int
     max_queue: int
     max_message_bytes: int
@@ -51,9 +52,16 @@ def parse(argv: list[str]) -> ServerConfig:
     p.add_argument("--manifest", type=Path, help="rendered Gramine manifest (sim measurement)")
     p.add_argument("--node", default="node-0")
     p.add_argument("--replica", default="replica-0")
+    p.add_argument("--replica-suffix", default="", help=argparse.SUPPRESS)
     p.add_argument("--pool", type=int, default=2, help="interpreters per model")
     p.add_argument("--threads", type=int, default=1, help="threads per interpreter")
     p.add_argument("--workers", type=int, default=8, help="gRPC worker threads")
+    p.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="server processes sharing the port (SO_REUSEPORT); each attests on its own",
+    )
     p.add_argument("--max-batch", type=int, default=8)
     p.add_argument("--max-queue", type=int, default=32)
     p.add_argument("--max-message-mib", type=int, default=16)
@@ -67,7 +75,10 @@ def parse(argv: list[str]) -> ServerConfig:
         mrenclave = a.acs_mrenclave
     else:
         p.error("give --acs-mrenclave or --acs-mrenclave-file: the ACS must be pinned")
+    if a.processes > 1 and a.listen.endswith(":0"):
+        p.error("--processes > 1 needs a fixed port in --listen (the processes share it)")
     for name, value, low, high in (
+        ("--processes", a.processes, 1, 64),
         ("--pool", a.pool, 1, 64),
         ("--threads", a.threads, 1, 64),
         ("--max-batch", a.max_batch, 1, 1024),
@@ -86,10 +97,11 @@ def parse(argv: list[str]) -> ServerConfig:
         sim_dir=a.sim_dir,
         manifest=a.manifest,
         node=a.node,
-        replica=a.replica,
+        replica=a.replica + a.replica_suffix,
         pool=a.pool,
         threads=a.threads,
         workers=a.workers,
+        processes=a.processes,
         max_batch=a.max_batch,
         max_queue=a.max_queue,
         max_message_bytes=a.max_message_mib * 1024 * 1024,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
 import sys
 import threading
 
@@ -13,8 +15,44 @@ from services.model_server.server import StartupError, start
 from services.telemetry import logs, tracing
 
 
+def supervise(argv: list[str], processes: int) -> int:
+    """Runs `processes` single-process servers on one port; READY once all are."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    module = [sys.executable, "-m", "services.model_server.main"]
+    children = [
+        subprocess.Popen(
+            [*module, *argv, "--processes", "1", f"--replica-suffix=-p{i}"],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for i in range(processes)
+    ]
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    port = ""
+    for child in children:
+        assert child.stdout is not None
+        line = child.stdout.readline()
+        if not line.startswith("READY"):
+            for other in children:
+                other.terminate()
+            return 2
+        port = line.split("=")[1].strip()
+    print(f"READY port={port} processes={processes}", flush=True)
+    while not stop.wait(1.0):
+        if any(child.poll() is not None for child in children):
+            break
+    for child in children:
+        child.terminate()
+    return max(child.wait() for child in children)
+
+
 def main(argv: list[str]) -> int:
     config = server_config.parse(argv)
+    if config.processes > 1:
+        return supervise(argv, config.processes)
     log = logs.configure("model-server", config.simulated)
     tracing.configure("model-server", config.platform, config.otlp_endpoint, config.trace_file)
     if config.metrics_listen:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -94,4 +93,5 @@ def running_acs(base: Path) -> Iterator[AcsEnv]:
 
 
 def srcdir() -> Path:
-    return Path(os.environ.get("TEST_SRCDIR", ".")) / "s3ml"
+    """The workspace inside runfiles (tests and `bazel run` binaries alike)."""
+    return Path(__file__).absolute().parents[2]
