@@ -5,13 +5,14 @@ load("//third_party:requirements.bzl", "requirement")
 # Type stubs of distributions our code imports everywhere.
 _STUBS = ["types-grpcio", "types-protobuf", "types-PyYAML"]
 
-def lint_tests(name, srcs, deps = []):
+def lint_tests(name, srcs, deps = [], mypy = True):
     """Declares `<name>_ruff` and `<name>_mypy` tests over `srcs`.
 
     Args:
       name: prefix of the two test targets.
       srcs: the Python files to check (our code, never generated code).
       deps: libraries the checked code imports (generated stubs, distributions).
+      mypy: False for code that runs in another environment (its imports are not in @pypi).
     """
     common = dict(
         srcs = ["//tools/lint:run_lint.py"],
@@ -26,6 +27,8 @@ def lint_tests(name, srcs, deps = []):
         size = "small",
         **common
     )
+    if not mypy:
+        return
     native.py_test(
         name = name + "_mypy",
         args = ["mypy"] + ["$(rootpaths %s)" % s for s in srcs],
