@@ -16,6 +16,7 @@ import grpc
 from cryptography import x509
 
 from services.attest.ca import role_uri
+from services.rpc.intercept import Behavior, Continuation, wrap_unary
 
 
 def server_credentials(
@@ -86,15 +87,11 @@ class PeerPolicyInterceptor(grpc.ServerInterceptor):
         self._what = what
 
     def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
-        handler_call_details: grpc.HandlerCallDetails,
+        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        handler = continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None:
-            return handler
-        inner = handler.unary_unary
+        return wrap_unary(continuation, handler_call_details, self._around)
 
+    def _around(self, inner: Behavior) -> Behavior:
         def checked(request: Any, context: grpc.ServicerContext) -> Any:
             cert = peer_certificate(context)
             if cert is None:
@@ -110,11 +107,7 @@ class PeerPolicyInterceptor(grpc.ServerInterceptor):
                 )
             return inner(request, context)
 
-        return grpc.unary_unary_rpc_method_handler(
-            checked,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+        return checked
 
 
 def has_role(prefix: str) -> Predicate:

@@ -8,10 +8,12 @@ server down. Messages are truncated and must not carry secrets.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, cast
 
 import grpc
+
+from services.rpc.intercept import Behavior, Continuation, wrap_unary
 
 log = logging.getLogger(__name__)
 MAX_MESSAGE = 400
@@ -27,31 +29,26 @@ class ErrorMappingInterceptor(grpc.ServerInterceptor):
         self._table = table
 
     def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
-        handler_call_details: grpc.HandlerCallDetails,
+        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        handler = continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None:
-            return handler
-        inner = handler.unary_unary
         method = handler_call_details.method
         table = self._table
 
-        def mapped(request: Any, context: grpc.ServicerContext) -> Any:
-            try:
-                return inner(request, context)
-            except Exception as err:
-                code = code_for(err, table)
-                if code is None:
-                    if cast(Any, context).code() is not None:  # the handler aborted on purpose
-                        raise
-                    log.error("%s failed unexpectedly: %s", method, type(err).__name__)
-                    context.abort(grpc.StatusCode.INTERNAL, "internal error; see the server log")
-                context.abort(code, str(err)[:MAX_MESSAGE])
+        def around(inner: Behavior) -> Behavior:
+            def mapped(request: Any, context: grpc.ServicerContext) -> Any:
+                try:
+                    return inner(request, context)
+                except Exception as err:
+                    code = code_for(err, table)
+                    if code is None:
+                        if cast(Any, context).code() is not None:  # aborted on purpose
+                            raise
+                        log.error("%s failed unexpectedly: %s", method, type(err).__name__)
+                        context.abort(
+                            grpc.StatusCode.INTERNAL, "internal error; see the server log"
+                        )
+                    context.abort(code, str(err)[:MAX_MESSAGE])
 
-        return grpc.unary_unary_rpc_method_handler(
-            mapped,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+            return mapped
+
+        return wrap_unary(continuation, handler_call_details, around)
