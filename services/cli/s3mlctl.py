@@ -13,15 +13,16 @@ from pathlib import Path
 
 import grpc
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from s3ml.attest.v1 import audit_pb2, audit_pb2_grpc, registry_pb2, registry_pb2_grpc, types_pb2
 from services.attest import client
-from services.attest.ca import utcnow
+from services.attest.ca import key_pem, utcnow
 from services.attest.platform.base import SIM_WARNING
 from services.attest.quote.roots import intel_root_pem
 from services.attest.server import sim_signer
-from services.attest.sim.pki import SimPki
+from services.attest.sim.pki import SimPki, write_private
 from services.cli.profile import Profile, home
 
 Command = Callable[[argparse.Namespace], int]
@@ -156,6 +157,27 @@ def cmd_service_get(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_client_cert(args: argparse.Namespace) -> int:
+    """A key (kept here, 0600) and an ACS-issued client certificate for inference calls."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    spki = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    trusted, channel = _admin(args)
+    with channel:
+        issued = registry_pb2_grpc.RegistryStub(channel).IssueClientCertificate(
+            registry_pb2.IssueClientCertificateRequest(name=args.name, public_key=spki), timeout=30
+        )
+    trusted.close()
+    out: Path = args.out
+    out.mkdir(mode=0o700, parents=True, exist_ok=True)
+    write_private(out / "client.key", key_pem(key))
+    write_private(out / "client.pem", issued.certificate_pem.encode())
+    write_private(out / "ca.pem", issued.ca_certificate_pem.encode())
+    print(f"client certificate for '{args.name}' in {out} (client.pem, client.key, ca.pem)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="s3mlctl", description="s3ml command line")
     parser.add_argument("--home", type=Path, default=home(), help="profile directory (S3ML_HOME)")
@@ -204,6 +226,10 @@ def build_parser() -> argparse.ArgumentParser:
     get = service.add_parser("get")
     get.add_argument("--name", required=True)
     get.set_defaults(func=cmd_service_get)
+    cert = sub.add_parser("client-cert", help="issue a client certificate for inference")
+    cert.add_argument("--name", required=True)
+    cert.add_argument("--out", type=Path, required=True)
+    cert.set_defaults(func=cmd_client_cert)
     return parser
 
 

@@ -50,6 +50,9 @@ def test_trust_register_get_audit(
     assert "service.register" in capsys.readouterr().out
     assert main([*home, "audit", "--verify"]) == 0
     assert "audit chain intact" in capsys.readouterr().out
+    assert main([*home, "client-cert", "--name", "alice", "--out", str(tmp_path / "alice")]) == 0
+    assert (tmp_path / "alice" / "client.key").stat().st_mode & 0o077 == 0
+    assert b"BEGIN CERTIFICATE" in (tmp_path / "alice" / "client.pem").read_bytes()
 
 
 def test_trust_refuses_wrong_measurement(
