@@ -27,13 +27,24 @@ lock: bootstrap
 	  --custom-compile-command "make lock" \
 	  requirements.in -o requirements_lock.txt
 
+# The local attested serving cluster (sim platform). STATE survives restarts;
+# DETACH=1 runs it in the background (stop it with `make down`).
+STATE ?= $(CURDIR)/.state
 up: bootstrap
-	@echo "make up: the local attested serving cluster (ACS, model servers, HAProxy, Prometheus)" >&2
-	@echo "make up: arrives with issue 7 and is not available yet; 'make test' works today." >&2
-	@exit 2
+	$(BAZEL) build $(BAZEL_FLAGS) //deploy/local:up
+	@mkdir -p "$(STATE)" && chmod 700 "$(STATE)"
+	@if [ -n "$(DETACH)" ]; then \
+	  nohup bazel-bin/deploy/local/up --state-dir "$(STATE)" > "$(STATE)/up.log" 2>&1 & echo $$! > "$(STATE)/up.pid"; \
+	  for i in $$(seq 1 600); do grep -q "Press Ctrl-C" "$(STATE)/up.log" 2>/dev/null && break; \
+	    kill -0 $$(cat "$(STATE)/up.pid") 2>/dev/null || { cat "$(STATE)/up.log"; exit 1; }; sleep 0.5; done; \
+	  cat "$(STATE)/up.log"; echo "running in the background (pid $$(cat "$(STATE)/up.pid")); stop it with: make down"; \
+	else bazel-bin/deploy/local/up --state-dir "$(STATE)"; fi
 
 down:
-	@echo "make down: nothing to stop; the local cluster arrives with issue 7." >&2
+	@if [ -f "$(STATE)/up.pid" ] && kill -0 $$(cat "$(STATE)/up.pid") 2>/dev/null; then \
+	  kill $$(cat "$(STATE)/up.pid"); while kill -0 $$(cat "$(STATE)/up.pid") 2>/dev/null; do sleep 0.5; done; \
+	  rm -f "$(STATE)/up.pid"; echo "make down: the local cluster is stopped"; \
+	else echo "make down: no background cluster (make up DETACH=1) is running"; fi
 
 clean:
 	$(BAZEL) clean

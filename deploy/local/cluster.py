@@ -1,0 +1,93 @@
+"""The local cluster's configuration (deploy/local/cluster.yaml), parsed once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+KNOWN_MODELS = (
+    "mobilenet_v1_f32",
+    "mobilenet_v1_int8",
+    "efficientnet_lite0_f32",
+    "efficientnet_lite0_int8",
+)
+
+
+class ClusterConfigError(Exception):
+    """cluster.yaml is malformed; the message names the field."""
+
+
+@dataclass(frozen=True)
+class Replica:
+    node: int
+    model: str
+    port: int
+    metrics_port: int
+
+    @property
+    def name(self) -> str:
+        return f"node-{self.node}-{self.model}"
+
+
+@dataclass(frozen=True)
+class Cluster:
+    nodes: int
+    models: tuple[str, ...]
+    acs_port: int
+    frontend_port: int
+    replica_port: int
+    metrics_port: int
+    prometheus_port: int
+    pool: int
+    threads: int
+
+    @property
+    def acs_admin_port(self) -> int:
+        return self.acs_port + 1
+
+    @property
+    def acs_metrics_port(self) -> int:
+        return self.metrics_port - 1
+
+    def frontend(self, model: str) -> int:
+        return self.frontend_port + self.models.index(model)
+
+    def replicas(self) -> list[Replica]:
+        return [
+            Replica(n, m, self.replica_port + 10 * n + i, self.metrics_port + 10 * n + i)
+            for n in range(self.nodes)
+            for i, m in enumerate(self.models)
+        ]
+
+
+def service_name(model: str) -> str:
+    return model.replace("_", "-")
+
+
+def load(path: Path) -> Cluster:
+    try:
+        raw = yaml.safe_load(path.read_text())
+        ports, replica = raw["ports"], raw.get("replica", {})
+        cluster = Cluster(
+            nodes=int(raw["nodes"]),
+            models=tuple(str(m) for m in raw["models"]),
+            acs_port=int(ports["acs"]),
+            frontend_port=int(ports["frontend"]),
+            replica_port=int(ports["replica"]),
+            metrics_port=int(ports["metrics"]),
+            prometheus_port=int(ports["prometheus"]),
+            pool=int(replica.get("pool", 1)),
+            threads=int(replica.get("threads", 1)),
+        )
+    except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError) as err:
+        raise ClusterConfigError(f"{path}: {' '.join(str(err).split())}") from err
+    unknown = [m for m in cluster.models if m not in KNOWN_MODELS]
+    if unknown:
+        raise ClusterConfigError(
+            f"{path}: unknown model {unknown[0]!r}; known: {', '.join(KNOWN_MODELS)}"
+        )
+    if not 1 <= cluster.nodes <= 9:
+        raise ClusterConfigError(f"{path}: nodes must be 1..9")
+    return cluster

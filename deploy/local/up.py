@@ -1,0 +1,239 @@
+"""`make up`: the local attested serving cluster on the sim platform.
+
+Starts the ACS, one model-server replica per model on each emulated node
+(every replica attests and gets its service's identity and model key),
+HAProxy as the L4 frontend of each model, and Prometheus; provisions the demo
+service owner's services once (a later run reuses the state directory);
+runs one attested inference on a real photo; serves until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import grpc
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from deploy.local import rendering
+from deploy.local.cluster import Cluster, ClusterConfigError, load, service_name
+from deploy.local.supervisor import StartError, Supervisor
+from s3ml.attest.v1 import registry_pb2, registry_pb2_grpc, types_pb2
+from services.attest import client
+from services.attest.ca import key_pem, utcnow
+from services.attest.platform.base import SIM_WARNING
+from services.attest.sim.pki import SimPki, write_private
+from services.client.inference import AttestedModel, InferenceClientError
+from services.model_server.repository import seal_model, secret_name
+
+HERE = Path(__file__).absolute().parent
+WORKSPACE = HERE.parents[1]
+ZOO = WORKSPACE / "services" / "model_server" / "zoo"
+MANIFESTS = WORKSPACE / "enclave_manifests"
+
+
+def _pin(sim_dir: Path) -> client.AcsPin:
+    mrenclave = bytes.fromhex((MANIFESTS / "acs.mrenclave").read_text().strip())
+    return client.AcsPin(mrenclave, SimPki.load(sim_dir).root_pem)
+
+
+def check_state_dir(state: Path) -> None:
+    try:
+        state.mkdir(mode=0o700, parents=True, exist_ok=True)
+        probe = state / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as err:
+        raise SystemExit(
+            f"make up: cannot write the state directory {state} ({err.strerror}); "
+            "choose another with STATE=/path or fix its permissions"
+        ) from err
+
+
+def provision(cluster: Cluster, state: Path, acs: client.TrustedAcs) -> None:
+    """First run only: seal each model, register its service with the key, issue a demo client cert."""
+    with acs.admin_channel(f"127.0.0.1:{cluster.acs_admin_port}", state / "acs" / "admin") as admin:
+        registry = registry_pb2_grpc.RegistryStub(admin)
+        replica_mrenclave = bytes.fromhex(
+            (MANIFESTS / "model_server.mrenclave").read_text().strip()
+        )
+        for model in cluster.models:
+            service = service_name(model)
+            try:
+                registry.GetService(registry_pb2.GetServiceRequest(name=service), timeout=10)
+                continue  # provisioned by an earlier run: same identity, same key
+            except grpc.RpcError as err:
+                if err.code() != grpc.StatusCode.NOT_FOUND:
+                    raise
+            key = os.urandom(32)
+            seal_model(ZOO / f"{model}.tflite", ZOO / f"{model}.json", state / "models", key)
+            registry.RegisterService(
+                registry_pb2.RegisterServiceRequest(
+                    name=service,
+                    dns_names=[f"{service}.s3ml.local", "localhost"],
+                    policy=types_pb2.AppraisalPolicy(mrenclave=[replica_mrenclave]),
+                    provided_secrets=[types_pb2.Secret(name=secret_name(model), value=key)],
+                ),
+                timeout=10,
+            )
+            print(f"  provisioned service {service} (model sealed, key held by the ACS)")
+        demo = state / "client"
+        if not (demo / "client.pem").exists():
+            private = ec.generate_private_key(ec.SECP256R1())
+            spki = private.public_key().public_bytes(
+                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+            issued = registry.IssueClientCertificate(
+                registry_pb2.IssueClientCertificateRequest(name="demo-client", public_key=spki),
+                timeout=10,
+            )
+            demo.mkdir(mode=0o700, exist_ok=True)
+            write_private(demo / "client.key", key_pem(private))
+            write_private(demo / "client.pem", issued.certificate_pem.encode())
+
+
+def start_all(
+    cluster: Cluster, state: Path, sup: Supervisor, binaries: dict[str, Path]
+) -> client.TrustedAcs:
+    sim = state / "sim"
+    if not (sim / "root.pem").exists():
+        SimPki.create(sim)
+    sup.start("acs", [
+        str(binaries["acs"]), "--state-dir", str(state / "acs"), "--sim-dir", str(sim),
+        "--listen", f"127.0.0.1:{cluster.acs_port}", "--admin-listen", f"127.0.0.1:{cluster.acs_admin_port}",
+        "--metrics-listen", f"127.0.0.1:{cluster.acs_metrics_port}", "--trace-file", str(state / "traces" / "acs.jsonl"),
+    ])  # fmt: skip
+    acs = client.connect(f"127.0.0.1:{cluster.acs_port}", _pin(sim), utcnow)
+    provision(cluster, state, acs)
+    acs_mrenclave = (MANIFESTS / "acs.mrenclave").read_text().strip()
+    for replica in cluster.replicas():
+        sup.start(replica.name, [
+            str(binaries["model_server"]), "--service", service_name(replica.model), "--model", replica.model,
+            "--models-dir", str(state / "models"), "--listen", f"127.0.0.1:{replica.port}",
+            "--acs", f"127.0.0.1:{cluster.acs_port}", "--acs-mrenclave", acs_mrenclave, "--sim-dir", str(sim),
+            "--node", f"node-{replica.node}", "--replica", replica.name,
+            "--pool", str(cluster.pool), "--threads", str(cluster.threads),
+            "--metrics-listen", f"127.0.0.1:{replica.metrics_port}",
+            "--trace-file", str(state / "traces" / f"{replica.name}.jsonl"),
+        ])  # fmt: skip
+    (state / "haproxy.cfg").write_text(rendering.haproxy(cluster, state))
+    sup.start("haproxy", ["haproxy", "-f", str(state / "haproxy.cfg"), "-db"], ready=None)
+    (state / "prometheus.yml").write_text(rendering.prometheus(cluster))
+    sup.start("prometheus", [
+        "prometheus", f"--config.file={state / 'prometheus.yml'}", f"--storage.tsdb.path={state / 'prometheus'}",
+        f"--web.listen-address=127.0.0.1:{cluster.prometheus_port}",
+    ], ready=None)  # fmt: skip
+    return acs
+
+
+def demo_inference(cluster: Cluster, state: Path, acs: client.TrustedAcs, image: Path) -> str:
+    labels = (ZOO / "imagenet_labels.txt").read_text().splitlines()
+    model = (
+        "efficientnet_lite0_int8"
+        if "efficientnet_lite0_int8" in cluster.models
+        else cluster.models[0]
+    )
+    target = f"127.0.0.1:{cluster.frontend(model)}"
+    attested = AttestedModel(acs, target, service_name(model), state / "client")
+    try:
+        result = attested.classify(image.read_bytes(), model, labels)
+    finally:
+        attested.close()
+    lines = [
+        f"  attested inference: {model} via HAProxy {target} on {image.name}: {result.latency_ms:.1f} ms"
+    ]
+    lines += [f"    {score:6.3f}  {label}" for label, score in result.labels]
+    return "\n".join(lines)
+
+
+def banner(cluster: Cluster, state: Path) -> str:
+    fronts = "\n".join(
+        f"    {m:<24} 127.0.0.1:{cluster.frontend(m)}  (service {service_name(m)})"
+        for m in cluster.models
+    )
+    return f"""
+s3ml local cluster is up. {SIM_WARNING}
+  ACS            127.0.0.1:{cluster.acs_port} (admin 127.0.0.1:{cluster.acs_admin_port}, MRENCLAVE in bazel-bin/enclave_manifests/acs.mrenclave)
+  models (KServe v2 gRPC over mutual TLS, through HAProxy TCP frontends):
+{fronts}
+  replicas       {cluster.nodes} emulated nodes x {len(cluster.models)} models = {len(cluster.replicas())} attested model servers
+  Prometheus     http://127.0.0.1:{cluster.prometheus_port}
+  state          {state} (sealed ACS state, sealed models, demo client certificate in client/)
+  logs, traces   {state / "logs"}, {state / "traces"}
+Press Ctrl-C to stop.
+"""
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="make up")
+    parser.add_argument("--state-dir", type=Path, required=True)
+    parser.add_argument("--config", type=Path, default=HERE / "cluster.yaml")
+    parser.add_argument(
+        "--image", type=Path, help="photo for the demo inference (default: a scikit-image photo)"
+    )
+    parser.add_argument(
+        "--acs-binary", type=Path, default=WORKSPACE / "services" / "attest" / "acs"
+    )
+    parser.add_argument(
+        "--model-server-binary",
+        type=Path,
+        default=WORKSPACE / "services" / "model_server" / "server",
+    )
+    parser.add_argument(
+        "--exit-after-demo", action="store_true", help="stop once the demo inference ran"
+    )
+    args = parser.parse_args()
+    for tool in ("haproxy", "prometheus"):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"make up: {tool} is not installed; run `make bootstrap` as root")
+    try:
+        cluster = load(args.config)
+    except ClusterConfigError as err:
+        raise SystemExit(f"make up: {err}") from err
+    state = args.state_dir.absolute()
+    check_state_dir(state)
+    image = args.image or _sample_photo(state)
+    sup = Supervisor(state / "logs")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    started = time.monotonic()
+    try:
+        acs = start_all(
+            cluster, state, sup, {"acs": args.acs_binary, "model_server": args.model_server_binary}
+        )
+        print(demo_inference(cluster, state, acs, image))
+        print(banner(cluster, state) + f"  (up in {time.monotonic() - started:.0f} s)", flush=True)
+        while not args.exit_after_demo and not stop.wait(2.0):
+            if dead := sup.dead():
+                print(f"make up: {', '.join(dead)} exited; see {state / 'logs'}", file=sys.stderr)
+                break
+        acs.close()
+    except (StartError, InferenceClientError, client.TrustError, grpc.RpcError) as err:
+        print(f"make up: {err}", file=sys.stderr)
+        return 1
+    finally:
+        sup.stop_all()
+        print("make up: stopped every component", flush=True)
+    return 0
+
+
+def _sample_photo(state: Path) -> Path:
+    import skimage.data  # noqa: PLC0415
+    from PIL import Image  # noqa: PLC0415
+
+    path = state / "coffee.jpg"
+    if not path.exists():
+        Image.fromarray(skimage.data.coffee()).save(path)  # type: ignore[no-untyped-call]
+    return path
+
+
+if __name__ == "__main__":
+    sys.exit(main())
