@@ -24,6 +24,7 @@ from services.attest.quote.roots import intel_root_pem
 from services.attest.server import sim_signer
 from services.attest.sim.pki import SimPki, write_private
 from services.cli.profile import Profile, home
+from services.client.inference import AttestedModel, InferenceClientError
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -178,6 +179,32 @@ def cmd_client_cert(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_infer(args: argparse.Namespace) -> int:
+    """Attested inference: verify the ACS, then classify each image over mutual TLS."""
+    profile = Profile.load(args.home)
+    labels = (
+        Path(args.labels).read_text().splitlines() if args.labels else [str(i) for i in range(1000)]
+    )
+    trusted = client.connect(profile.acs, profile.pin, utcnow)
+    model = AttestedModel(
+        trusted, args.target, args.service or args.model.replace("_", "-"), args.credentials
+    )
+    try:
+        for image in args.images:
+            try:
+                data = Path(image).read_bytes()
+            except OSError as err:
+                raise CliError(f"cannot read {image}: {err.strerror}") from err
+            result = model.classify(data, args.model, labels)
+            print(f"{image}: {result.latency_ms:.1f} ms")
+            for label, score in result.labels:
+                print(f"  {score:6.3f}  {label}")
+    finally:
+        model.close()
+        trusted.close()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="s3mlctl", description="s3ml command line")
     parser.add_argument("--home", type=Path, default=home(), help="profile directory (S3ML_HOME)")
@@ -226,6 +253,17 @@ def build_parser() -> argparse.ArgumentParser:
     get = service.add_parser("get")
     get.add_argument("--name", required=True)
     get.set_defaults(func=cmd_service_get)
+    infer = sub.add_parser("infer", help="attested inference on image files")
+    infer.add_argument("--model", required=True, help="model name, e.g. mobilenet_v1_int8")
+    infer.add_argument("--target", required=True, help="HOST:PORT of the model (HAProxy frontend)")
+    infer.add_argument("--service", help="ACS service of the model (default: model name with -)")
+    infer.add_argument(
+        "--credentials", type=Path, required=True, help="dir with client.pem/client.key"
+    )
+    infer.add_argument("--labels", help="class names, one per line")
+    infer.add_argument("images", nargs="+")
+    infer.set_defaults(func=cmd_infer)
+
     cert = sub.add_parser("client-cert", help="issue a client certificate for inference")
     cert.add_argument("--name", required=True)
     cert.add_argument("--out", type=Path, required=True)
@@ -240,7 +278,14 @@ def main(argv: list[str]) -> int:
         return func(args)
     except grpc.RpcError as err:
         print(f"s3mlctl: {err.code().name}: {err.details()}", file=sys.stderr)
-    except (CliError, client.TrustError, FileNotFoundError, PermissionError, ValueError) as err:
+    except (
+        CliError,
+        client.TrustError,
+        InferenceClientError,
+        FileNotFoundError,
+        PermissionError,
+        ValueError,
+    ) as err:
         print(f"s3mlctl: {err}", file=sys.stderr)
     return 1
 

@@ -48,6 +48,7 @@ class AttestedModel:
             ("grpc.ssl_target_name_override", f"{service}.s3ml.local"),
             ("grpc.max_send_message_length", 64 << 20),
         ]
+        self._target, self._service = target, service
         self._channel = grpc.secure_channel(target, creds, options)
         self._stub = pb_grpc.GRPCInferenceServiceStub(self._channel)
 
@@ -55,9 +56,21 @@ class AttestedModel:
         self._channel.close()
 
     def _input(self, model: str) -> tuple[int, str]:
-        meta = with_retries(
-            lambda: self._stub.ModelMetadata(pb.ModelMetadataRequest(name=model), timeout=10)
-        )
+        request = pb.ModelMetadataRequest(name=model)
+        try:
+            meta = self._stub.ModelMetadata(request, timeout=10)
+        except grpc.RpcError as err:
+            details = err.details() or ""
+            if "Hostname Verification" in details:
+                raise InferenceClientError(
+                    f"the server at {self._target} is not service '{self._service}' "
+                    "(its certificate names another); check --model, --service and --target"
+                ) from err
+            if err.code() == grpc.StatusCode.NOT_FOUND:
+                raise InferenceClientError(
+                    f"model '{model}' is not served at {self._target}"
+                ) from err
+            meta = with_retries(lambda: self._stub.ModelMetadata(request, timeout=10))
         spec = meta.inputs[0]
         return int(spec.shape[1]), spec.datatype
 
