@@ -30,6 +30,8 @@ def _pip_lock_repository_impl(rctx):
             "--no-deps",
             "--require-hashes",
             "--only-binary=:all:",
+            # No wheels exist for tpm2-pytss; it builds against the system's tpm2-tss.
+            "--no-binary=tpm2-pytss",
             "--disable-pip-version-check",
             "--no-warn-script-location",
             "--target",

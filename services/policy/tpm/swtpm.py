@@ -1,0 +1,117 @@
+"""A software TPM 2.0 (swtpm) with an EK certificate from a test manufacturer CA.
+
+Used for tests and for the emulated nodes of the local cluster; production
+hosts use their hardware TPM (TCTI `device:/dev/tpmrm0`).
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class SwtpmError(Exception):
+    """swtpm could not be set up or started; the message says which step."""
+
+
+def _free_port_pair() -> int:
+    """A port p with p + 1 free too: tpm2-tss's swtpm TCTI expects control on p + 1."""
+    for _ in range(50):
+        with socket.socket() as first:
+            first.bind(("127.0.0.1", 0))
+            port = int(first.getsockname()[1])
+            with socket.socket() as second:
+                try:
+                    second.bind(("127.0.0.1", port + 1))
+                except OSError:
+                    continue
+        return port
+    raise SwtpmError("no pair of free ports for swtpm")
+
+
+@dataclass
+class Swtpm:
+    directory: Path
+    port: int = 0
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def tcti(self) -> str:
+        return f"swtpm:host=127.0.0.1,port={self.port}"
+
+    @property
+    def manufacturer_ca(self) -> list[Path]:
+        """The EK certificate's issuer and its root, as swtpm_localca created them."""
+        ca = self.directory / "ca"
+        return [ca / "issuercert.pem", ca / "swtpm-localca-rootca-cert.pem"]
+
+    def manufacture(self) -> None:
+        """Creates TPM state with sha1+sha256 banks and EK/platform certificates (once)."""
+        state, ca = self.directory / "state", self.directory / "ca"
+        if (state / "tpm2-00.permall").exists():
+            return
+        for tool in ("swtpm", "swtpm_setup", "swtpm_localca"):
+            if shutil.which(tool) is None:
+                raise SwtpmError(f"{tool} is not installed; run tools/bootstrap/install.sh as root")
+        state.mkdir(parents=True, exist_ok=True)
+        ca.mkdir(parents=True, exist_ok=True)
+        (self.directory / "localca.conf").write_text(
+            f"statedir = {ca}\nsigningkey = {ca}/signkey.pem\n"
+            f"issuercert = {ca}/issuercert.pem\ncertserial = {ca}/certserial\n"
+        )
+        (self.directory / "localca.options").write_text(
+            "--platform-manufacturer s3ml-test\n--platform-version 1\n--platform-model swtpm\n"
+        )
+        (self.directory / "setup.conf").write_text(
+            "create_certs_tool = /usr/bin/swtpm_localca\n"
+            f"create_certs_tool_config = {self.directory}/localca.conf\n"
+            f"create_certs_tool_options = {self.directory}/localca.options\n"
+        )
+        config = str(self.directory / "setup.conf")
+        cmd = [
+            "/usr/bin/swtpm_setup", "--tpm2", "--tpmstate", str(state), "--create-ek-cert",
+            "--create-platform-cert", "--lock-nvram", "--config", config,
+            "--pcr-banks", "sha1,sha256", "--overwrite",
+        ]  # fmt: skip
+        result = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise SwtpmError(f"swtpm_setup failed: {result.stderr.strip()[-300:]}")
+
+    def start(self) -> None:
+        self.manufacture()
+        self.port = _free_port_pair()
+        control = self.port + 1
+        self.process = subprocess.Popen(
+            [
+                "/usr/bin/swtpm",
+                "socket",
+                "--tpm2",
+                "--tpmstate",
+                f"dir={self.directory / 'state'}",
+                "--server",
+                f"type=tcp,port={self.port},bindaddr=127.0.0.1",
+                "--ctrl",
+                f"type=tcp,port={control},bindaddr=127.0.0.1",
+                "--flags",
+                "not-need-init,startup-clear",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise SwtpmError("swtpm did not open its port")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
