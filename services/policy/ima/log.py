@@ -170,6 +170,17 @@ def parse(raw: bytes, first_index: int = 0, check_digests: bool = True) -> list[
     return entries
 
 
+def tail(raw: bytes, first: int) -> bytes:
+    """The log from entry `first` on (what an incremental verification needs)."""
+    reader = _Reader(raw)
+    for _ in range(first):
+        if reader.pos >= len(raw):
+            raise ImaLogError(reader.entry, f"the log has fewer than {first} entries")
+        _entry(reader)
+        reader.entry += 1
+    return raw[reader.pos :]
+
+
 # -- writing, for tests and for hosts that emulate IMA -------------------------------------------
 
 
