@@ -33,7 +33,7 @@ class ImaLogError(Exception):
         self.entry = entry
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Entry:
     """One measurement: which file, its digest, and the digest extended into the PCR."""
 
@@ -70,23 +70,6 @@ class Entry:
         return self.file_digest + name + bytes(256 - len(name))
 
 
-class _Reader:
-    def __init__(self, raw: bytes) -> None:
-        self.raw = raw
-        self.pos = 0
-        self.entry = 0
-
-    def take(self, size: int, what: str) -> bytes:
-        if size < 0 or self.pos + size > len(self.raw):
-            raise ImaLogError(self.entry, f"truncated in {what}")
-        chunk = self.raw[self.pos : self.pos + size]
-        self.pos += size
-        return chunk
-
-    def u32(self, what: str) -> int:
-        return int(struct.unpack("<I", self.take(4, what))[0])
-
-
 def _fields(data: bytes, entry: int) -> list[bytes]:
     fields, pos = [], 0
     while pos < len(data):
@@ -113,38 +96,58 @@ def _path(field: bytes) -> str:
     return field.rstrip(b"\0").decode("utf-8", "surrogateescape")
 
 
-def _entry(reader: _Reader) -> Entry:
-    pcr = reader.u32("PCR index")
-    digest = reader.take(SHA1_SIZE, "template digest")
-    name_len = reader.u32("template name length")
+_U32 = struct.Struct("<I")
+_HEAD = struct.Struct("<I20sI")  # PCR index, SHA-1 template digest, template name length
+
+
+def _need(raw: bytes, end: int, index: int, what: str) -> None:
+    if end > len(raw):
+        raise ImaLogError(index, f"truncated in {what}")
+
+
+def _entry(raw: bytes, pos: int, index: int) -> tuple[Entry, int]:
+    """One entry at `pos`; returns it and the position after it (the hot path)."""
+    _need(raw, pos + 28, index, "entry header")
+    pcr, digest, name_len = _HEAD.unpack_from(raw, pos)
+    pos += 28
     if not 0 < name_len <= 255:
-        raise ImaLogError(reader.entry, f"template name length {name_len}")
-    template = reader.take(name_len, "template name").decode("ascii", "replace")
+        raise ImaLogError(index, f"template name length {name_len}")
+    _need(raw, pos + name_len, index, "template name")
+    template = raw[pos : pos + name_len].decode("ascii", "replace")
+    pos += name_len
     if template not in TEMPLATES:
         raise ImaLogError(
-            reader.entry, f"unknown template {template!r} (supported: {', '.join(TEMPLATES)})"
+            index, f"unknown template {template!r} (supported: {', '.join(TEMPLATES)})"
         )
     if template == "ima":
-        file_digest = reader.take(SHA1_SIZE, "file digest")
-        size = reader.u32("path length")
+        _need(raw, pos + SHA1_SIZE + 4, index, "legacy entry")
+        file_digest = raw[pos : pos + SHA1_SIZE]
+        (size,) = _U32.unpack_from(raw, pos + SHA1_SIZE)
         if size > 255:
-            raise ImaLogError(reader.entry, f"legacy path length {size} over 255")
-        path = _path(reader.take(size, "path"))
-        data = file_digest + struct.pack("<I", size) + path.encode()
-        return Entry(reader.entry, pcr, template, digest, data, "sha1", file_digest, path, b"")
-    size = reader.u32("template data length")
+            raise ImaLogError(index, f"legacy path length {size} over 255")
+        _need(raw, pos + SHA1_SIZE + 4 + size, index, "path")
+        data = raw[pos : pos + SHA1_SIZE + 4 + size]
+        path = _path(data[SHA1_SIZE + 4 :])
+        return Entry(index, pcr, template, digest, data, "sha1", file_digest, path, b""), pos + len(
+            data
+        )
+    _need(raw, pos + 4, index, "template data length")
+    (size,) = _U32.unpack_from(raw, pos)
+    pos += 4
     if size > MAX_NAME + 8192:
-        raise ImaLogError(reader.entry, f"template data length {size} is implausible")
-    data = reader.take(size, "template data")
-    fields = _fields(data, reader.entry)
+        raise ImaLogError(index, f"template data length {size} is implausible")
+    _need(raw, pos + size, index, "template data")
+    data = raw[pos : pos + size]
+    fields = _fields(data, index)
     expected = 3 if template == "ima-sig" else 2
     if len(fields) != expected:
-        raise ImaLogError(reader.entry, f"{template} has {len(fields)} fields, expected {expected}")
-    algo, file_digest = _digest_ng(fields[0], reader.entry)
+        raise ImaLogError(index, f"{template} has {len(fields)} fields, expected {expected}")
+    algo, file_digest = _digest_ng(fields[0], index)
     signature = fields[2] if template == "ima-sig" else b""
-    return Entry(
-        reader.entry, pcr, template, digest, data, algo, file_digest, _path(fields[1]), signature
+    entry = Entry(
+        index, pcr, template, digest, data, algo, file_digest, _path(fields[1]), signature
     )
+    return entry, pos + size
 
 
 def parse(raw: bytes, first_index: int = 0, check_digests: bool = True) -> list[Entry]:
@@ -155,30 +158,29 @@ def parse(raw: bytes, first_index: int = 0, check_digests: bool = True) -> list[
     """
     if len(raw) > MAX_LOG_BYTES:
         raise ImaLogError(first_index, f"log of {len(raw)} bytes exceeds {MAX_LOG_BYTES}")
-    reader = _Reader(raw)
     entries = []
-    reader.entry = first_index
-    while reader.pos < len(raw):
-        entry = _entry(reader)
-        stored_ok = hashlib.sha1(entry.hashed_data).digest() == entry.template_digest  # noqa: S324
-        if check_digests and not entry.violation and not stored_ok:
-            raise ImaLogError(
-                entry.index, f"template digest does not match the data of {entry.path!r}"
-            )
+    pos, index, sha1 = 0, first_index, hashlib.sha1
+    while pos < len(raw):
+        entry, pos = _entry(raw, pos, index)
+        if (
+            check_digests
+            and not entry.violation
+            and sha1(entry.hashed_data).digest() != entry.template_digest
+        ):
+            raise ImaLogError(index, f"template digest does not match the data of {entry.path!r}")
         entries.append(entry)
-        reader.entry += 1
+        index += 1
     return entries
 
 
 def tail(raw: bytes, first: int) -> bytes:
     """The log from entry `first` on (what an incremental verification needs)."""
-    reader = _Reader(raw)
-    for _ in range(first):
-        if reader.pos >= len(raw):
-            raise ImaLogError(reader.entry, f"the log has fewer than {first} entries")
-        _entry(reader)
-        reader.entry += 1
-    return raw[reader.pos :]
+    pos = 0
+    for index in range(first):
+        if pos >= len(raw):
+            raise ImaLogError(index, f"the log has fewer than {first} entries")
+        _, pos = _entry(raw, pos, index)
+    return raw[pos:]
 
 
 # -- writing, for tests and for hosts that emulate IMA -------------------------------------------

@@ -6,6 +6,7 @@ hosts use their hardware TPM (TCTI `device:/dev/tpmrm0`).
 
 from __future__ import annotations
 
+import random
 import shutil
 import socket
 import subprocess
@@ -18,18 +19,22 @@ class SwtpmError(Exception):
     """swtpm could not be set up or started; the message says which step."""
 
 
+def _bindable(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def _free_port_pair() -> int:
     """A port p with p + 1 free too: tpm2-tss's swtpm TCTI expects control on p + 1."""
-    for _ in range(50):
-        with socket.socket() as first:
-            first.bind(("127.0.0.1", 0))
-            port = int(first.getsockname()[1])
-            with socket.socket() as second:
-                try:
-                    second.bind(("127.0.0.1", port + 1))
-                except OSError:
-                    continue
-        return port
+    rng = random.SystemRandom()
+    for _ in range(200):
+        port = rng.randrange(20000, 60000)
+        if _bindable(port) and _bindable(port + 1):
+            return port
     raise SwtpmError("no pair of free ports for swtpm")
 
 
