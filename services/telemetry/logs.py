@@ -8,8 +8,11 @@ import logging
 import sys
 
 
-def configure(component: str, simulated: bool, level: int = logging.INFO) -> logging.Logger:
-    platform = "platform=SIMULATED-SGX" if simulated else "platform=sgx"
+def configure(
+    component: str, simulated: bool, level: int = logging.INFO, hardware: str = "sgx"
+) -> logging.Logger:
+    """`hardware` names what is simulated: SGX for enclaves, TPM for host agents."""
+    platform = f"platform=SIMULATED-{hardware.upper()}" if simulated else f"platform={hardware}"
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         logging.Formatter(f"%(asctime)s {component} {platform} %(levelname)s %(name)s: %(message)s")

@@ -338,3 +338,45 @@ def test_oversized_log_is_resource_exhausted(env: Env) -> None:
     with pytest.raises(grpc.RpcError) as caught:
         env.verdict(nonce, evidence)
     assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+def _identity(env: Env) -> agent_pb2.GetIdentityResponse:
+    return env.agent.GetIdentity(agent_pb2.GetIdentityRequest(), timeout=10)
+
+
+def test_enrolment_with_unbound_ak_refused(env: Env) -> None:
+    identity = _identity(env)
+    request = verifier_pb2.BeginEnrollmentRequest(
+        host="impostor",
+        ek_certificate=identity.ek_certificate,
+        ek_public=identity.ek_public,
+        ak_public=identity.ak_public,
+    )
+    env.verifier.BeginEnrollment(request, timeout=10)
+    # The impostor cannot run ActivateCredential on this TPM; it answers with a guess.
+    complete = verifier_pb2.CompleteEnrollmentRequest(host="impostor", activated_secret=bytes(32))
+    with pytest.raises(grpc.RpcError) as caught:
+        env.verifier.CompleteEnrollment(complete, timeout=10)
+    assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert "ak.activation" in (caught.value.details() or "")
+    with pytest.raises(grpc.RpcError) as caught:
+        env.verifier.GetNonce(verifier_pb2.GetNonceRequest(host="impostor"), timeout=10)
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_ek_from_unknown_manufacturer_refused(env: Env, tmp_path: Path) -> None:
+    other = Swtpm(tmp_path / "other")
+    other.start()
+    try:
+        foreign = TpmAgent(other.tcti)
+        request = verifier_pb2.BeginEnrollmentRequest(
+            host="foreign", ek_certificate=foreign.ek_certificate,
+            ek_public=bytes(foreign.ek_public.marshal()), ak_public=bytes(foreign.ak_public.marshal()),
+        )  # fmt: skip
+        with pytest.raises(grpc.RpcError) as caught:
+            env.verifier.BeginEnrollment(request, timeout=10)
+        foreign.close()
+    finally:
+        other.stop()
+    assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert "ek.chain" in (caught.value.details() or "")

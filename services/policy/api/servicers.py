@@ -80,10 +80,13 @@ class VerifierServicer(verifier_pb2_grpc.VerifierServicer):
 class HostAgentServicer(agent_pb2_grpc.HostAgentServicer):
     """Serves one host's TPM evidence; the IMA log is read from the kernel's file."""
 
-    def __init__(self, host: str, agent: TpmAgent, ima_log: Path) -> None:
+    def __init__(
+        self, host: str, agent: TpmAgent, ima_log: Path, boot_log: Path | None = None
+    ) -> None:
         self._host = host
         self._agent = agent
         self._ima_log = ima_log
+        self._boot_log = boot_log
         self._started = time.time()
 
     def GetIdentity(
@@ -124,6 +127,9 @@ class HostAgentServicer(agent_pb2_grpc.HostAgentServicer):
             ],
             ima_log=log.tail(raw, request.ima_offset),
             ima_offset=request.ima_offset,
+            boot_log=self._boot_log.read_bytes()
+            if self._boot_log and self._boot_log.exists()
+            else b"",
         )
 
     def Status(

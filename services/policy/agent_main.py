@@ -1,0 +1,57 @@
+"""`host-agent`: serves this host's TPM evidence (the paper's trusted boot service)."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from concurrent import futures
+from pathlib import Path
+
+import grpc
+
+from s3ml.policy.v1 import agent_pb2_grpc
+from services.policy.api.servicers import CODES, HostAgentServicer
+from services.policy.tpm.agent import TpmAgent
+from services.rpc.status import ErrorMappingInterceptor
+from services.telemetry import logs
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="host-agent")
+    p.add_argument("--host", required=True, help="this host's name in verdicts")
+    p.add_argument(
+        "--tcti", default="device:/dev/tpmrm0", help="e.g. swtpm:host=127.0.0.1,port=2321"
+    )
+    p.add_argument(
+        "--ima-log", type=Path, default=Path("/sys/kernel/security/ima/binary_runtime_measurements")
+    )
+    p.add_argument(
+        "--boot-log", type=Path, default=Path("/sys/kernel/security/tpm0/binary_bios_measurements")
+    )
+    p.add_argument("--listen", default="127.0.0.1:7600")
+    args = p.parse_args(argv)
+    log = logs.configure("host-agent", simulated=args.tcti.startswith("swtpm"), hardware="tpm")
+    agent = TpmAgent(args.tcti)
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=4), interceptors=[ErrorMappingInterceptor(CODES)]
+    )
+    agent_pb2_grpc.add_HostAgentServicer_to_server(
+        HostAgentServicer(args.host, agent, args.ima_log, args.boot_log), server
+    )
+    port = server.add_insecure_port(args.listen)
+    server.start()
+    log.info("host agent for %s on %s (TPM %s)", args.host, args.listen, args.tcti)
+    print(f"READY port={port}", flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop.wait()
+    server.stop(2).wait()
+    agent.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
