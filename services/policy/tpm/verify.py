@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
-from tpm2_pytss import TPM2_ST, TPM2B_NAME, TPM2B_PUBLIC, TPMS_ATTEST, TPMT_SIGNATURE
+from tpm2_pytss import TPM2_ALG, TPM2_ST, TPM2B_NAME, TPM2B_PUBLIC, TPMS_ATTEST, TPMT_SIGNATURE
 from tpm2_pytss.utils import make_credential
 
 TPM_GENERATED = 0xFF544347
@@ -78,12 +78,30 @@ def check_activation(expected: bytes, activated: bytes) -> None:
         )
 
 
-def ak_key(ak_public: bytes) -> ec.EllipticCurvePublicKey:
+def ak_key(ak_public: bytes) -> ec.EllipticCurvePublicKey | rsa.RSAPublicKey:
+    """The AK as a `cryptography` key: ECDSA P-256 (ours) or RSA (common on real hosts)."""
     area = TPM2B_PUBLIC.unmarshal(ak_public)[0].publicArea
+    if int(area.type) == int(TPM2_ALG.RSA):
+        exponent = int(area.parameters.rsaDetail.exponent) or 65537
+        modulus = int.from_bytes(bytes(area.unique.rsa), "big")
+        return rsa.RSAPublicNumbers(exponent, modulus).public_key()
     point = area.unique.ecc
     return ec.EllipticCurvePublicNumbers(
         int.from_bytes(bytes(point.x), "big"), int.from_bytes(bytes(point.y), "big"), ec.SECP256R1()
     ).public_key()
+
+
+def _check_signature(ak_public: bytes, attest: bytes, signature: bytes) -> None:
+    sig = TPMT_SIGNATURE.unmarshal(signature)[0]
+    key = ak_key(ak_public)
+    if isinstance(key, rsa.RSAPublicKey):
+        if int(sig.sigAlg) != int(TPM2_ALG.RSASSA):
+            raise ValueError("only RSASSA signatures from RSA AKs")
+        key.verify(bytes(sig.signature.rsassa.sig), attest, padding.PKCS1v15(), hashes.SHA256())
+        return
+    r = int.from_bytes(bytes(sig.signature.ecdsa.signatureR), "big")
+    s = int.from_bytes(bytes(sig.signature.ecdsa.signatureS), "big")
+    key.verify(encode_dss_signature(r, s), attest, ec.ECDSA(hashes.SHA256()))
 
 
 def verify_quote(
@@ -94,10 +112,7 @@ def verify_quote(
     pcrs: dict[tuple[str, int], bytes],
 ) -> QuoteInfo:
     try:
-        sig = TPMT_SIGNATURE.unmarshal(signature)[0]
-        r = int.from_bytes(bytes(sig.signature.ecdsa.signatureR), "big")
-        s = int.from_bytes(bytes(sig.signature.ecdsa.signatureS), "big")
-        ak_key(ak_public).verify(encode_dss_signature(r, s), attest, ec.ECDSA(hashes.SHA256()))
+        _check_signature(ak_public, attest, signature)
     except (InvalidSignature, ValueError, TypeError) as err:
         raise TpmCheckError(
             "quote.signature", "quote signature does not verify under the AK"
