@@ -25,6 +25,7 @@ from tpm2_pytss import TPM2B_PUBLIC
 from s3ml.policy.v1 import evidence_pb2
 from services.policy.ima import log, replay
 from services.policy.ima.appraisal import Finding, appraise
+from services.policy.ima.ascii import parse_ascii
 from services.policy.runtime_policy import HostPolicy
 from services.policy.tpm import verify as tpm
 
@@ -173,7 +174,10 @@ class Verifier:
                 "",
             ), start.entries
         try:
-            entries = log.parse(evidence.ima_log, first_index=start.entries)
+            if evidence.ima_log or not evidence.ima_log_ascii:
+                entries = log.parse(evidence.ima_log, first_index=start.entries)
+            else:
+                entries = parse_ascii(evidence.ima_log_ascii, first_index=start.entries)
         except log.ImaLogError as err:
             return Finding("ima.log", str(err), err.entry, ""), start.entries
         state = replay.extend(start, entries)

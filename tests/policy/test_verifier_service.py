@@ -59,11 +59,20 @@ class Host:
         with self.log_path.open("ab") as out:
             out.write(entry_raw)
         entry = log.parse(entry_raw)[0]
+        self._ascii(entry)
         self.agent.extend(
             10, {"sha256": entry.digest_for_bank("sha256"), "sha1": entry.digest_for_bank("sha1")}
         )
         if not signed:
             self.allowlist.setdefault(path, []).append(digest.hex())
+
+    def _ascii(self, entry: log.Entry) -> None:
+        """The kernel's ASCII rendering of the same entry, next to the binary log."""
+        line = f"{entry.pcr} {entry.template_digest.hex()} {entry.template} {entry.file_algo}:{entry.file_digest.hex()} {entry.path}"
+        if entry.template == "ima-sig":
+            line += f" {entry.signature.hex()}"
+        with self.log_path.with_name("ascii_runtime_measurements").open("a") as out:
+            out.write(line + "\n")
 
 
 @dataclass
@@ -73,10 +82,12 @@ class Env:
     agent: agent_pb2_grpc.HostAgentStub
     verifier_key: ec.EllipticCurvePublicKey
 
-    def evidence(self, offset: int = 0) -> tuple[bytes, evidence_pb2.HostEvidence]:
+    def evidence(
+        self, offset: int = 0, ascii: bool = False
+    ) -> tuple[bytes, evidence_pb2.HostEvidence]:
         nonce = self.verifier.GetNonce(verifier_pb2.GetNonceRequest(host=HOST), timeout=10).nonce
         request = agent_pb2.GetEvidenceRequest(
-            nonce=nonce, pcr_selection=SELECTION, ima_offset=offset
+            nonce=nonce, pcr_selection=SELECTION, ima_offset=offset, ascii=ascii
         )
         return nonce, self.agent.GetEvidence(request, timeout=10)
 
@@ -122,6 +133,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     raw = log.encode_entry(10, "ima-ng", "boot_aggregate", "sha256", aggregate)
     host.log_path.write_bytes(raw)
     entry = log.parse(raw)[0]
+    host._ascii(entry)
     agent.extend(
         10, {"sha256": entry.digest_for_bank("sha256"), "sha1": entry.digest_for_bank("sha1")}
     )
@@ -273,6 +285,14 @@ def test_tampered_evidence_fails_with_reason(
     verdict = env.verdict(nonce, evidence)
     assert not verdict.trusted
     assert verdict.findings[0].reason == reason
+
+
+def test_ascii_log_from_the_agent_is_trusted(env: Env) -> None:
+    nonce, evidence = env.evidence(ascii=True)
+    assert not evidence.ima_log
+    assert evidence.ima_log_ascii.count("\n") >= 7
+    verdict = env.verdict(nonce, evidence)
+    assert verdict.trusted, verdict.findings
 
 
 def test_incremental_verification_sends_only_new_entries(env: Env) -> None:

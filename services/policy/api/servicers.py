@@ -86,6 +86,7 @@ class HostAgentServicer(agent_pb2_grpc.HostAgentServicer):
         self._host = host
         self._agent = agent
         self._ima_log = ima_log
+        self._ima_ascii = ima_log.with_name("ascii_runtime_measurements")
         self._boot_log = boot_log
         self._started = time.time()
 
@@ -116,7 +117,12 @@ class HostAgentServicer(agent_pb2_grpc.HostAgentServicer):
         if not selection:
             raise ValueError("pcr_selection is empty")
         quote = self._agent.quote(request.nonce, selection)
-        raw = self._ima_log.read_bytes() if self._ima_log.exists() else b""
+        raw, ascii_log = b"", ""
+        if request.ascii:
+            lines = self._ima_ascii.read_text().splitlines() if self._ima_ascii.exists() else []
+            ascii_log = "".join(line + "\n" for line in lines[request.ima_offset :])
+        elif self._ima_log.exists():
+            raw = log.tail(self._ima_log.read_bytes(), request.ima_offset)
         return evidence_pb2.HostEvidence(
             host=self._host,
             quote_attest=quote.attest,
@@ -125,7 +131,8 @@ class HostAgentServicer(agent_pb2_grpc.HostAgentServicer):
                 evidence_pb2.PcrValue(bank=b, index=i, value=v)
                 for (b, i), v in sorted(quote.pcrs.items())
             ],
-            ima_log=log.tail(raw, request.ima_offset),
+            ima_log=raw,
+            ima_log_ascii=ascii_log,
             ima_offset=request.ima_offset,
             boot_log=self._boot_log.read_bytes()
             if self._boot_log and self._boot_log.exists()
