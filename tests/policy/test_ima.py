@@ -73,26 +73,8 @@ def test_replay_matches_both_banks_and_resumes() -> None:
     assert replay.extend(half, entries[3:]) == full
 
 
-def _entry_bounds(raw: bytes) -> list[tuple[int, int]]:
-    bounds, pos = [], 0
-    for entry in log.parse(raw):
-        size = len(
-            log.encode_entry(
-                entry.pcr,
-                entry.template,
-                entry.path,
-                entry.file_algo,
-                entry.file_digest,
-                entry.signature,
-            )
-        )
-        bounds.append((pos, pos + size))
-        pos += size
-    return bounds
-
-
 def _tamper(raw: bytes, how: str) -> bytes:
-    b = _entry_bounds(raw)
+    b = log.spans(raw)
     if how == "removed":
         return raw[: b[2][0]] + raw[b[2][1] :]
     if how == "reordered":

@@ -25,13 +25,7 @@ def _binary() -> bytes:
 
 
 def _ascii(raw: bytes) -> str:
-    lines = []
-    for e in log.parse(raw):
-        line = f"{e.pcr} {e.template_digest.hex()} {e.template} {e.file_algo}:{e.file_digest.hex()} {e.path}"
-        if e.template == "ima-sig":
-            line += f" {e.signature.hex()}"
-        lines.append(line)
-    return "\n".join(lines) + "\n"
+    return "".join(log.ascii_line(e) + "\n" for e in log.parse(raw))
 
 
 def test_ascii_and_binary_agree() -> None:

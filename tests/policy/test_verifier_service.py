@@ -68,11 +68,8 @@ class Host:
 
     def _ascii(self, entry: log.Entry) -> None:
         """The kernel's ASCII rendering of the same entry, next to the binary log."""
-        line = f"{entry.pcr} {entry.template_digest.hex()} {entry.template} {entry.file_algo}:{entry.file_digest.hex()} {entry.path}"
-        if entry.template == "ima-sig":
-            line += f" {entry.signature.hex()}"
         with self.log_path.with_name("ascii_runtime_measurements").open("a") as out:
-            out.write(line + "\n")
+            out.write(log.ascii_line(entry) + "\n")
 
 
 @dataclass
@@ -210,31 +207,13 @@ def test_good_host_is_trusted_and_verdict_is_signed(env: Env) -> None:
     assert len(verdict.ek_digest) == 32
 
 
-def _entries_bounds(raw: bytes) -> list[tuple[int, int]]:
-    bounds, pos = [], 0
-    for entry in log.parse(raw):
-        size = len(
-            log.encode_entry(
-                entry.pcr,
-                entry.template,
-                entry.path,
-                entry.file_algo,
-                entry.file_digest,
-                entry.signature,
-            )
-        )
-        bounds.append((pos, pos + size))
-        pos += size
-    return bounds
-
-
 def _removed(raw: bytes) -> bytes:
-    b = _entries_bounds(raw)
+    b = log.spans(raw)
     return raw[: b[2][0]] + raw[b[2][1] :]
 
 
 def _reordered(raw: bytes) -> bytes:
-    b = _entries_bounds(raw)
+    b = log.spans(raw)
     return raw[: b[1][0]] + raw[b[2][0] : b[2][1]] + raw[b[1][0] : b[1][1]] + raw[b[2][1] :]
 
 
@@ -316,7 +295,7 @@ def test_boot_aggregate_mismatch(env: Env) -> None:
 
 def test_bad_ima_signature(env: Env) -> None:
     nonce, evidence = env.evidence()
-    bounds = _entries_bounds(evidence.ima_log)
+    bounds = log.spans(evidence.ima_log)
     signed = next(i for i, e in enumerate(log.parse(evidence.ima_log)) if e.template == "ima-sig")
     start, end = bounds[signed]
     entry = log.parse(evidence.ima_log[start:end])[0]

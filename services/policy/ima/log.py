@@ -173,6 +173,23 @@ def parse(raw: bytes, first_index: int = 0, check_digests: bool = True) -> list[
     return entries
 
 
+def spans(raw: bytes) -> list[tuple[int, int]]:
+    """Byte range of every entry (for tools that cut or splice logs)."""
+    out, pos, index = [], 0, 0
+    while pos < len(raw):
+        _, end = _entry(raw, pos, index)
+        out.append((pos, end))
+        pos, index = end, index + 1
+    return out
+
+
+def ascii_line(entry: Entry) -> str:
+    """The entry as the kernel renders it in ascii_runtime_measurements."""
+    line = f"{entry.pcr} {entry.template_digest.hex()} {entry.template} "
+    line += f"{entry.file_algo}:{entry.file_digest.hex()} {entry.path}"
+    return line + (f" {entry.signature.hex()}" if entry.template == "ima-sig" else "")
+
+
 def tail(raw: bytes, first: int) -> bytes:
     """The log from entry `first` on (what an incremental verification needs)."""
     pos = 0
