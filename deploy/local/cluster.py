@@ -40,6 +40,8 @@ class Cluster:
     replica_port: int
     metrics_port: int
     prometheus_port: int
+    verifier_port: int
+    agent_port: int
     pool: int
     threads: int
 
@@ -78,6 +80,8 @@ def load(path: Path) -> Cluster:
             replica_port=int(ports["replica"]),
             metrics_port=int(ports["metrics"]),
             prometheus_port=int(ports["prometheus"]),
+            verifier_port=int(ports.get("verifier", 7500)),
+            agent_port=int(ports.get("agent", 7600)),
             pool=int(replica.get("pool", 1)),
             threads=int(replica.get("threads", 1)),
         )

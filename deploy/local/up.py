@@ -22,7 +22,7 @@ import grpc
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from deploy.local import rendering
+from deploy.local import nodes, rendering
 from deploy.local.cluster import Cluster, ClusterConfigError, load, service_name
 from deploy.local.supervisor import StartError, Supervisor
 from s3ml.attest.v1 import registry_pb2, registry_pb2_grpc, types_pb2
@@ -110,6 +110,14 @@ def start_all(
         "--listen", f"127.0.0.1:{cluster.acs_port}", "--admin-listen", f"127.0.0.1:{cluster.acs_admin_port}",
         "--metrics-listen", f"127.0.0.1:{cluster.acs_metrics_port}", "--trace-file", str(state / "traces" / "acs.jsonl"),
     ])  # fmt: skip
+    verdicts = nodes.start(
+        cluster,
+        state,
+        sup,
+        binaries,
+        sorted((WORKSPACE / "services" / "model_server").glob("*.py")),
+    )
+    print("\n".join(verdicts))
     acs = client.connect(f"127.0.0.1:{cluster.acs_port}", _pin(sim), utcnow)
     provision(cluster, state, acs)
     acs_mrenclave = (MANIFESTS / "acs.mrenclave").read_text().strip()
@@ -164,6 +172,7 @@ s3ml local cluster is up. {SIM_WARNING}
   models (KServe v2 gRPC over mutual TLS, through HAProxy TCP frontends):
 {fronts}
   replicas       {cluster.nodes} emulated nodes x {len(cluster.models)} models = {len(cluster.replicas())} attested model servers
+  host integrity TPM/IMA verifier 127.0.0.1:{cluster.verifier_port}; host agents 127.0.0.1:{cluster.agent_port}+n (one swtpm per node)
   Prometheus     http://127.0.0.1:{cluster.prometheus_port}
   state          {state} (sealed ACS state, sealed models, demo client certificate in client/)
   logs, traces   {state / "logs"}, {state / "traces"}
@@ -206,9 +215,13 @@ def main() -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     started = time.monotonic()
     try:
-        acs = start_all(
-            cluster, state, sup, {"acs": args.acs_binary, "model_server": args.model_server_binary}
-        )
+        binaries = {
+            "acs": args.acs_binary,
+            "model_server": args.model_server_binary,
+            "host_agent": WORKSPACE / "services" / "policy" / "host_agent",
+            "verifier": WORKSPACE / "services" / "policy" / "verifier",
+        }
+        acs = start_all(cluster, state, sup, binaries)
         print(demo_inference(cluster, state, acs, image))
         print(banner(cluster, state) + f"  (up in {time.monotonic() - started:.0f} s)", flush=True)
         while not args.exit_after_demo and not stop.wait(2.0):

@@ -17,7 +17,7 @@ from tests.attest.acs_harness import srcdir
 CONFIG = """
 nodes: 2
 models: [mobilenet_v1_int8, efficientnet_lite0_int8]
-ports: {acs: 27443, frontend: 28500, replica: 38000, metrics: 39000, prometheus: 29090}
+ports: {acs: 27443, frontend: 28500, replica: 38000, metrics: 39000, prometheus: 29090, verifier: 27500, agent: 27600}
 replica: {pool: 1, threads: 1}
 """
 
@@ -59,6 +59,8 @@ def test_cluster_serves_attested_inference_and_reuses_state(tmp_path: Path) -> N
     assert "2 emulated nodes x 2 models = 4 attested model servers" in first.stdout
     assert "SIMULATED SGX" in first.stdout
     assert "stopped every component" in first.stdout
+    assert "node-0: TPM/IMA integrity verified" in first.stdout
+    assert "node-1: TPM/IMA integrity verified" in first.stdout
     second = _up(state, config)
     assert second.returncode == 0, second.stderr[-2000:]
     assert "provisioned service" not in second.stdout  # same identities and keys

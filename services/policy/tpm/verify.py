@@ -37,8 +37,19 @@ class QuoteInfo:
     restart_count: int
 
 
+def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
 def check_ek_chain(ek_der: bytes, manufacturer_pems: list[bytes]) -> x509.Certificate:
-    """The EK certificate must be issued, through the given CAs, by one of them."""
+    """The EK certificate must chain, through the given CAs, to a self-signed one of them.
+
+    Several manufacturers' CAs may share a subject name: every candidate is tried.
+    """
     try:
         cert = x509.load_der_x509_certificate(ek_der)
     except ValueError as err:
@@ -46,19 +57,16 @@ def check_ek_chain(ek_der: bytes, manufacturer_pems: list[bytes]) -> x509.Certif
     cas = [x509.load_pem_x509_certificate(p) for p in manufacturer_pems]
     current = cert
     for _ in range(len(cas) + 1):
-        issuer = next((ca for ca in cas if ca.subject == current.issuer), None)
-        if issuer is None:
-            raise TpmCheckError(
-                "ek.chain",
-                f"EK issuer '{current.issuer.rfc4514_string()}' is not a manufacturer CA",
-            )
-        try:
-            current.verify_directly_issued_by(issuer)
-        except (ValueError, TypeError, InvalidSignature) as err:
-            raise TpmCheckError("ek.chain", "EK certificate signature does not verify") from err
-        if issuer.subject == issuer.issuer:
+        named = [ca for ca in cas if ca.subject == current.issuer]
+        if not named:
+            issuer = current.issuer.rfc4514_string()
+            raise TpmCheckError("ek.chain", f"EK issuer '{issuer}' is not a manufacturer CA")
+        issuer_ca = next((ca for ca in named if _issued_by(current, ca)), None)
+        if issuer_ca is None:
+            raise TpmCheckError("ek.chain", "EK certificate signature does not verify")
+        if issuer_ca.subject == issuer_ca.issuer:
             return cert
-        current = issuer
+        current = issuer_ca
     raise TpmCheckError("ek.chain", "EK chain too long")
 
 
