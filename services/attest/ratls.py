@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from services.attest.ca import key_pem
 from services.attest.platform.base import TeePlatform
 from services.attest.quote.collateral import Collateral
 from services.attest.quote.verify import QuoteVerifier, VerifiedQuote
@@ -60,10 +61,7 @@ def create(platform: TeePlatform, dns_names: list[str], now: datetime) -> RaTlsC
         .add_extension(x509.UnrecognizedExtension(RA_TLS_QUOTE_OID, quote), False)
         .sign(key, hashes.SHA256())
     )
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    return RaTlsCredentials(cert.public_bytes(serialization.Encoding.PEM), key_pem)
+    return RaTlsCredentials(cert.public_bytes(serialization.Encoding.PEM), key_pem(key))
 
 
 def verify(

@@ -21,7 +21,7 @@ from cryptography import x509
 from inference import grpc_predict_v2_pb2_grpc as pb_grpc
 from s3ml.attest.v1 import trust_pb2, trust_pb2_grpc
 from services.attest import client, mtls
-from services.attest.ca import SPIFFE_PREFIX, utcnow
+from services.attest.ca import SPIFFE_PREFIX, role_uri, utcnow
 from services.attest.platform.base import SIM_WARNING, TeePlatform
 from services.attest.platform.gramine import GramineSgxPlatform
 from services.attest.platform.sim import SimPlatform
@@ -58,8 +58,6 @@ def acs_pin(config: ServerConfig) -> client.AcsPin:
 
 def _allowed(cert: x509.Certificate) -> bool:
     """Inference is open to every ACS-issued identity: clients, replicas, admins."""
-    from services.attest.ca import role_uri  # noqa: PLC0415
-
     role = role_uri(cert)
     return role.startswith(
         (SPIFFE_PREFIX + "client/", SPIFFE_PREFIX + "service/", SPIFFE_PREFIX + "admin/")

@@ -12,10 +12,9 @@ from s3ml.policy.v1 import agent_pb2, agent_pb2_grpc, evidence_pb2, verifier_pb2
 from services.policy.ima import log
 from services.policy.ima.log import MAX_LOG_BYTES
 from services.policy.tpm.agent import TpmAgent
+from services.policy.tpm.verify import TpmCheckError
 from services.policy.verifier import Verifier, VerifierError
 from services.rpc.status import CodeTable
-
-from services.policy.tpm.verify import TpmCheckError  # isort: skip
 
 
 class LogTooLargeError(Exception):
