@@ -31,7 +31,7 @@ lock: bootstrap
 # DETACH=1 runs it in the background (stop it with `make down`).
 STATE ?= $(CURDIR)/.state
 up: bootstrap
-	$(BAZEL) build $(BAZEL_FLAGS) //deploy/local:up
+	$(BAZEL) build $(BAZEL_FLAGS) //deploy/local:up //services/cli:s3mlctl
 	@mkdir -p "$(STATE)" && chmod 700 "$(STATE)"
 	@if [ -n "$(DETACH)" ]; then \
 	  nohup bazel-bin/deploy/local/up --state-dir "$(STATE)" > "$(STATE)/up.log" 2>&1 & echo $$! > "$(STATE)/up.pid"; \

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -44,6 +44,8 @@ class Cluster:
     agent_port: int
     pool: int
     threads: int
+    slo_ms: dict[str, float] = field(default_factory=dict)
+    otlp_endpoint: str = ""
 
     @property
     def acs_admin_port(self) -> int:
@@ -52,6 +54,40 @@ class Cluster:
     @property
     def acs_metrics_port(self) -> int:
         return self.metrics_port - 1
+
+    @property
+    def verifier_metrics_port(self) -> int:
+        return self.metrics_port - 2
+
+    @property
+    def haproxy_metrics_port(self) -> int:
+        return self.metrics_port - 3
+
+    def agent_metrics_port(self, node: int) -> int:
+        return self.metrics_port - 10 - node
+
+    def ports(self) -> dict[str, int]:
+        """Every port the cluster listens on, by what listens there."""
+        named = {
+            "ACS": self.acs_port, "ACS admin": self.acs_admin_port, "ACS metrics": self.acs_metrics_port,
+            "verifier": self.verifier_port, "verifier metrics": self.verifier_metrics_port,
+            "HAProxy metrics": self.haproxy_metrics_port, "Prometheus": self.prometheus_port,
+        }  # fmt: skip
+        for node in range(self.nodes):
+            named[f"host agent node-{node}"] = self.agent_port + node
+            named[f"host agent node-{node} metrics"] = self.agent_metrics_port(node)
+        for model in self.models:
+            named[f"HAProxy frontend {model}"] = self.frontend(model)
+        for r in self.replicas():
+            named[f"replica {r.name}"] = r.port
+            named[f"replica {r.name} metrics"] = r.metrics_port
+        return named
+
+    def trace_flags(self, state: Path, component: str) -> list[str]:
+        """OTLP when configured, else a JSON-lines file per component under traces/."""
+        if self.otlp_endpoint:
+            return ["--otlp-endpoint", self.otlp_endpoint]
+        return ["--trace-file", str(state / "traces" / f"{component}.jsonl")]
 
     def frontend(self, model: str) -> int:
         return self.frontend_port + self.models.index(model)
@@ -84,6 +120,8 @@ def load(path: Path) -> Cluster:
             agent_port=int(ports.get("agent", 7600)),
             pool=int(replica.get("pool", 1)),
             threads=int(replica.get("threads", 1)),
+            otlp_endpoint=str((raw.get("telemetry") or {}).get("otlp_endpoint", "")),
+            slo_ms={str(k): float(v) for k, v in (raw.get("slo_ms") or {}).items()},
         )
     except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError) as err:
         raise ClusterConfigError(f"{path}: {' '.join(str(err).split())}") from err
@@ -94,4 +132,12 @@ def load(path: Path) -> Cluster:
         )
     if not 1 <= cluster.nodes <= 9:
         raise ClusterConfigError(f"{path}: nodes must be 1..9")
+    seen: dict[int, str] = {}
+    for name, port in cluster.ports().items():
+        if port in seen:
+            raise ClusterConfigError(
+                f"{path}: {seen[port]} and {name} would both listen on port {port}; "
+                "move one of the `ports` bases"
+            )
+        seen[port] = name
     return cluster

@@ -55,19 +55,23 @@ def start(
         swtpm = Swtpm(home / "swtpm")
         swtpm.start()
         assert swtpm.process is not None
-        sup.children.append((f"swtpm-node-{node}", swtpm.process))  # type: ignore[arg-type]
+        sup.adopt(f"swtpm-node-{node}", swtpm.process)
         allow.update(_boot(swtpm, measured, home / "binary_runtime_measurements"))
         cas += swtpm.manufacturer_ca
         sup.start(f"host-agent-node-{node}", [
             str(binaries["host_agent"]), "--host", f"node-{node}", "--tcti", swtpm.tcti,
             "--ima-log", str(home / "binary_runtime_measurements"),
             "--listen", f"127.0.0.1:{cluster.agent_port + node}",
+            "--metrics-listen", f"127.0.0.1:{cluster.agent_metrics_port(node)}",
+            *cluster.trace_flags(state, f"host-agent-node-{node}"),
         ])  # fmt: skip
     policy = state / "verifier" / "runtime-policy.json"
     policy.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     policy.write_text(json.dumps({"allowlist": allow, "boot_aggregate": allow["boot_aggregate"]}))
     args = [str(binaries["verifier"]), "--state-dir", str(state / "verifier"), "--policy", f"s3ml={policy}",
-            "--listen", f"127.0.0.1:{cluster.verifier_port}"]  # fmt: skip
+            "--listen", f"127.0.0.1:{cluster.verifier_port}",
+            "--metrics-listen", f"127.0.0.1:{cluster.verifier_metrics_port}",
+            *cluster.trace_flags(state, "verifier")]  # fmt: skip
     for ca in cas:
         args += ["--manufacturer-ca", str(ca)]
     sup.start("verifier", args)

@@ -6,6 +6,7 @@ replicas, so the load balancer never sees plaintext (S3ML's L4 design).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from deploy.local.cluster import Cluster
@@ -23,6 +24,11 @@ def haproxy(cluster: Cluster, state: Path) -> str:
         "    timeout server 60s",
         "    option redispatch",
         "    retries 2",
+        "frontend metrics",
+        "    mode http",
+        f"    bind 127.0.0.1:{cluster.haproxy_metrics_port}",
+        "    http-request use-service prometheus-exporter if { path /metrics }",
+        "    monitor-uri /healthz",
     ]
     for model in cluster.models:
         lines += [
@@ -40,12 +46,53 @@ def haproxy(cluster: Cluster, state: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def endpoints(cluster: Cluster, state: Path) -> str:
+    """`endpoints.json`: where everything is, for `s3mlctl status` and operators' tools."""
+
+    def health(port: int) -> str:
+        return f"http://127.0.0.1:{port}/readyz"
+
+    replicas = [
+        {
+            "name": r.name,
+            "node": f"node-{r.node}",
+            "model": r.model,
+            "address": f"127.0.0.1:{r.port}",
+            "health_url": health(r.metrics_port),
+            "backend": f"{r.model}_replicas",
+        }
+        for r in cluster.replicas()
+    ]
+    components = {
+        "acs": health(cluster.acs_metrics_port),
+        "verifier": health(cluster.verifier_metrics_port),
+        "haproxy": f"http://127.0.0.1:{cluster.haproxy_metrics_port}/healthz",
+        "prometheus": f"http://127.0.0.1:{cluster.prometheus_port}/-/ready",
+    }
+    components |= {
+        f"host-agent node-{n}": health(cluster.agent_metrics_port(n)) for n in range(cluster.nodes)
+    }
+    document = {
+        "platform": "sim",
+        "replicas": replicas,
+        "components": components,
+        "haproxy_socket": str(state / "haproxy.sock"),
+        "prometheus_url": f"http://127.0.0.1:{cluster.prometheus_port}",
+        "slo_ms": cluster.slo_ms,
+    }
+    return json.dumps(document, indent=2) + "\n"
+
+
 def prometheus(cluster: Cluster) -> str:
-    targets = [f"127.0.0.1:{cluster.acs_metrics_port}"]
-    replicas = [f"127.0.0.1:{r.metrics_port}" for r in cluster.replicas()]
-    return (
-        "global:\n  scrape_interval: 5s\n"
-        "scrape_configs:\n"
-        f"  - job_name: acs\n    static_configs:\n      - targets: {targets}\n"
-        f"  - job_name: model-server\n    static_configs:\n      - targets: {replicas}\n"
-    )
+    jobs = {
+        "acs": [cluster.acs_metrics_port],
+        "model-server": [r.metrics_port for r in cluster.replicas()],
+        "verifier": [cluster.verifier_metrics_port],
+        "host-agent": [cluster.agent_metrics_port(n) for n in range(cluster.nodes)],
+        "haproxy": [cluster.haproxy_metrics_port],
+    }
+    lines = ["global:", "  scrape_interval: 5s", "scrape_configs:"]
+    for job, ports in jobs.items():
+        targets = [f"127.0.0.1:{port}" for port in ports]
+        lines += [f"  - job_name: {job}", "    static_configs:", f"      - targets: {targets}"]
+    return "\n".join(lines) + "\n"

@@ -32,6 +32,7 @@ from services.attest.platform.base import SIM_WARNING
 from services.attest.sim.pki import SimPki, write_private
 from services.client.inference import AttestedModel, InferenceClientError
 from services.model_server.repository import seal_model, secret_name
+from services.telemetry import tracing
 
 HERE = Path(__file__).absolute().parent
 WORKSPACE = HERE.parents[1]
@@ -108,7 +109,7 @@ def start_all(
     sup.start("acs", [
         str(binaries["acs"]), "--state-dir", str(state / "acs"), "--sim-dir", str(sim),
         "--listen", f"127.0.0.1:{cluster.acs_port}", "--admin-listen", f"127.0.0.1:{cluster.acs_admin_port}",
-        "--metrics-listen", f"127.0.0.1:{cluster.acs_metrics_port}", "--trace-file", str(state / "traces" / "acs.jsonl"),
+        "--metrics-listen", f"127.0.0.1:{cluster.acs_metrics_port}", *cluster.trace_flags(state, "acs"),
     ])  # fmt: skip
     verdicts = nodes.start(
         cluster,
@@ -129,10 +130,11 @@ def start_all(
             "--node", f"node-{replica.node}", "--replica", replica.name,
             "--pool", str(cluster.pool), "--threads", str(cluster.threads),
             "--metrics-listen", f"127.0.0.1:{replica.metrics_port}",
-            "--trace-file", str(state / "traces" / f"{replica.name}.jsonl"),
+            *cluster.trace_flags(state, replica.name),
         ])  # fmt: skip
     (state / "haproxy.cfg").write_text(rendering.haproxy(cluster, state))
     sup.start("haproxy", ["haproxy", "-f", str(state / "haproxy.cfg"), "-db"], ready=None)
+    (state / "endpoints.json").write_text(rendering.endpoints(cluster, state))
     (state / "prometheus.yml").write_text(rendering.prometheus(cluster))
     sup.start("prometheus", [
         "prometheus", f"--config.file={state / 'prometheus.yml'}", f"--storage.tsdb.path={state / 'prometheus'}",
@@ -175,7 +177,10 @@ s3ml local cluster is up. {SIM_WARNING}
   host integrity TPM/IMA verifier 127.0.0.1:{cluster.verifier_port}; host agents 127.0.0.1:{cluster.agent_port}+n (one swtpm per node)
   Prometheus     http://127.0.0.1:{cluster.prometheus_port}
   state          {state} (sealed ACS state, sealed models, demo client certificate in client/)
-  logs, traces   {state / "logs"}, {state / "traces"}
+  logs, traces   {state / "logs"}, {state / "traces"} (one trace per request, client to replica)
+  health         /metrics, /healthz, /readyz on every component (endpoints.json lists them)
+  status         bazel-bin/services/cli/s3mlctl status --state {state}
+  processes      restarted with backoff when they die; pids in {state / "run"}
 Press Ctrl-C to stop.
 """
 
@@ -209,7 +214,10 @@ def main() -> int:
     state = args.state_dir.absolute()
     check_state_dir(state)
     image = args.image or _sample_photo(state)
-    sup = Supervisor(state / "logs")
+    sup = Supervisor(state / "logs", state / "run")
+    spans = tracing.configure(
+        "s3ml-client", "sim", cluster.otlp_endpoint, state / "traces" / "client.jsonl"
+    )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -224,16 +232,16 @@ def main() -> int:
         acs = start_all(cluster, state, sup, binaries)
         print(demo_inference(cluster, state, acs, image))
         print(banner(cluster, state) + f"  (up in {time.monotonic() - started:.0f} s)", flush=True)
-        while not args.exit_after_demo and not stop.wait(2.0):
-            if dead := sup.dead():
-                print(f"make up: {', '.join(dead)} exited; see {state / 'logs'}", file=sys.stderr)
-                break
+        while not args.exit_after_demo and not stop.wait(0.5):
+            for line in sup.restart_dead():
+                print(f"make up: {line}", flush=True)
         acs.close()
     except (StartError, InferenceClientError, client.TrustError, grpc.RpcError) as err:
         print(f"make up: {err}", file=sys.stderr)
         return 1
     finally:
         sup.stop_all()
+        spans.shutdown()
         print("make up: stopped every component", flush=True)
     return 0
 

@@ -37,6 +37,7 @@ from services.attest.ca import key_pem
 from services.attest.platform.base import TeePlatform
 from services.attest.quote.collateral import Collateral
 from services.attest.quote.verify import QuoteVerifier
+from services.telemetry.propagation import traced_channel
 
 T = TypeVar("T")
 RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
@@ -112,7 +113,12 @@ def fetch_certificate(target: str, timeout: float = 5.0) -> bytes:
     return ssl.DER_cert_to_PEM_cert(der).encode()
 
 
-def with_retries(call: Callable[[], T], attempts: int = 6, base: float = 0.1) -> T:
+def with_retries(
+    call: Callable[[], T],
+    attempts: int = 6,
+    base: float = 0.1,
+    on_retry: Callable[[grpc.RpcError], None] | None = None,
+) -> T:
     """Retries UNAVAILABLE and DEADLINE_EXCEEDED with exponential backoff."""
     for attempt in range(attempts):
         try:
@@ -120,6 +126,8 @@ def with_retries(call: Callable[[], T], attempts: int = 6, base: float = 0.1) ->
         except grpc.RpcError as err:
             if err.code() not in RETRYABLE or attempt == attempts - 1:
                 raise
+            if on_retry is not None:
+                on_retry(err)
             time.sleep(base * 2**attempt)
     raise AssertionError("unreachable")
 
@@ -134,7 +142,7 @@ def connect(target: str, pin: AcsPin, now: Callable[[], datetime]) -> TrustedAcs
     except (x509.ExtensionNotFound, IndexError) as err:
         raise TrustError("ACS certificate has no DNS name") from err
     creds = grpc.ssl_channel_credentials(root_certificates=cert_pem)
-    channel = grpc.secure_channel(target, creds, _name_override(server_name))
+    channel = traced_channel(grpc.secure_channel(target, creds, _name_override(server_name)))
     try:
         bundle = with_retries(
             lambda: trust_pb2_grpc.TrustStub(channel).GetTrustBundle(

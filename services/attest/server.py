@@ -56,6 +56,7 @@ from services.attest.quote.verify import QuoteVerifier
 from services.attest.sealing import Sealer
 from services.attest.sim.pki import SimPki, write_private
 from services.attest.store.sqlite import SqliteStore
+from services.telemetry.propagation import ServerTracing
 
 log = logging.getLogger("acs")
 ADMIN_SERVICES = ("/s3ml.attest.v1.Registry/", "/s3ml.attest.v1.Audit/")
@@ -192,11 +193,12 @@ def start(config: AcsConfig, workers: int = 16) -> RunningAcs:
 
     public = grpc.server(
         futures.ThreadPoolExecutor(max_workers=workers),
-        interceptors=[_AdminGate(), acs_status.interceptor()],
+        interceptors=[ServerTracing(), _AdminGate(), acs_status.interceptor()],
     )
     admin = grpc.server(
         futures.ThreadPoolExecutor(max_workers=4),
         interceptors=[
+            ServerTracing(),
             PeerPolicyInterceptor(has_role(SPIFFE_PREFIX + "admin/"), revocations, "admin API"),
             acs_status.interceptor(),
         ],

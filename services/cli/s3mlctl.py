@@ -23,6 +23,7 @@ from services.attest.platform.base import SIM_WARNING
 from services.attest.quote.roots import intel_root_pem
 from services.attest.server import sim_signer
 from services.attest.sim.pki import SimPki, write_private
+from services.cli import cluster_status
 from services.cli.profile import Profile, home
 from services.client.inference import AttestedModel, InferenceClientError
 
@@ -196,12 +197,19 @@ def cmd_infer(args: argparse.Namespace) -> int:
             except OSError as err:
                 raise CliError(f"cannot read {image}: {err.strerror}") from err
             result = model.classify(data, args.model, labels)
-            print(f"{image}: {result.latency_ms:.1f} ms")
+            retried = f" after {result.retries} retries" if result.retries else ""
+            print(f"{image}: {result.latency_ms:.1f} ms{retried}")
             for label, score in result.labels:
                 print(f"  {score:6.3f}  {label}")
     finally:
         model.close()
         trusted.close()
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Replicas per node, health, load-balancer state and weights, EPC use, p99 vs SLO."""
+    print(cluster_status.render(cluster_status.load(args.state)))
     return 0
 
 
@@ -264,6 +272,12 @@ def build_parser() -> argparse.ArgumentParser:
     infer.add_argument("images", nargs="+")
     infer.set_defaults(func=cmd_infer)
 
+    status = sub.add_parser("status", help="one table of a running cluster")
+    status.add_argument(
+        "--state", type=Path, default=Path(".state"), help="state directory of `make up`"
+    )
+    status.set_defaults(func=cmd_status)
+
     cert = sub.add_parser("client-cert", help="issue a client certificate for inference")
     cert.add_argument("--name", required=True)
     cert.add_argument("--out", type=Path, required=True)
@@ -280,6 +294,7 @@ def main(argv: list[str]) -> int:
         print(f"s3mlctl: {err.code().name}: {err.details()}", file=sys.stderr)
     except (
         CliError,
+        cluster_status.StatusError,
         client.TrustError,
         InferenceClientError,
         FileNotFoundError,

@@ -21,6 +21,7 @@ from inference import grpc_predict_v2_pb2 as pb
 from inference import grpc_predict_v2_pb2_grpc as pb_grpc
 from services.attest.client import TrustedAcs, with_retries
 from services.model_server import imaging
+from services.telemetry.propagation import traced_channel
 
 
 class InferenceClientError(Exception):
@@ -31,6 +32,8 @@ class InferenceClientError(Exception):
 class Prediction:
     labels: list[tuple[str, float]]
     latency_ms: float
+    # Attempts that failed with UNAVAILABLE/DEADLINE_EXCEEDED before this answer.
+    retries: int = 0
 
 
 class AttestedModel:
@@ -49,7 +52,7 @@ class AttestedModel:
             ("grpc.max_send_message_length", 64 << 20),
         ]
         self._target, self._service = target, service
-        self._channel = grpc.secure_channel(target, creds, options)
+        self._channel = traced_channel(grpc.secure_channel(target, creds, options))
         self._stub = pb_grpc.GRPCInferenceServiceStub(self._channel)
 
     def close(self) -> None:
@@ -84,12 +87,15 @@ class AttestedModel:
         request = pb.ModelInferRequest(model_name=model)
         request.inputs.add(name="image", datatype=datatype, shape=list(batch.shape))
         request.raw_input_contents.append(np.ascontiguousarray(batch).tobytes())
+        failed: list[grpc.RpcError] = []
         started = time.perf_counter()
-        response = with_retries(lambda: self._stub.ModelInfer(request, timeout=30))
+        response = with_retries(
+            lambda: self._stub.ModelInfer(request, timeout=30), on_retry=failed.append
+        )
         latency = (time.perf_counter() - started) * 1000
         raw = np.frombuffer(
             response.raw_output_contents[0], dtype=np.uint8 if datatype == "UINT8" else np.float32
         )
         scores = raw.astype(np.float32) / (256.0 if datatype == "UINT8" else 1.0)
         best = np.argsort(scores)[::-1][:top]
-        return Prediction([(labels[i], float(scores[i])) for i in best], latency)
+        return Prediction([(labels[i], float(scores[i])) for i in best], latency, len(failed))

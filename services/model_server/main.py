@@ -8,11 +8,9 @@ import subprocess
 import sys
 import threading
 
-from prometheus_client import start_http_server
-
 from services.model_server import config as server_config
 from services.model_server.server import StartupError, start
-from services.telemetry import logs, tracing
+from services.telemetry import health, logs, tracing
 
 
 def supervise(argv: list[str], processes: int) -> int:
@@ -55,20 +53,22 @@ def main(argv: list[str]) -> int:
         return supervise(argv, config.processes)
     log = logs.configure("model-server", config.simulated)
     tracing.configure("model-server", config.platform, config.otlp_endpoint, config.trace_file)
+    probes = health.Health("model-server", config.simulated)
     if config.metrics_listen:
-        host, _, port = config.metrics_listen.rpartition(":")
-        start_http_server(int(port), addr=host or "127.0.0.1")
+        health.serve(config.metrics_listen, probes)
     try:
         running = start(config)
     except StartupError as err:
         log.error("%s", err)
         print(f"model-server: {err}", file=sys.stderr)
         return 2
+    probes.ready()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     print(f"READY port={running.port}", flush=True)
     stop.wait()
+    probes.not_ready("shutting down")
     running.stop()
     return 0
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import grpc
 from cryptography import x509
+from opentelemetry import trace
 
 from inference import grpc_predict_v2_pb2_grpc as pb_grpc
 from s3ml.attest.v1 import trust_pb2, trust_pb2_grpc
@@ -32,6 +33,7 @@ from services.model_server import repository
 from services.model_server.api import CODES, Admission, Identity, InferenceServicer
 from services.model_server.config import ServerConfig
 from services.rpc.status import ErrorMappingInterceptor
+from services.telemetry.propagation import ServerTracing
 
 log = logging.getLogger("model-server")
 DEFAULT_MANIFEST = (
@@ -142,8 +144,17 @@ def _refresh_crl(
 def start(config: ServerConfig) -> RunningServer:
     if config.simulated:
         log.warning(SIM_WARNING)
-    trusted, ident = _provision(config)
-    registry = _load_models(config, ident)
+    attributes = {
+        "s3ml.service": config.service,
+        "s3ml.node": config.node,
+        "s3ml.replica": config.replica,
+        "s3ml.platform": config.platform,
+    }
+    with trace.get_tracer("s3ml.model_server").start_as_current_span(
+        "model_server.start", attributes=attributes
+    ):
+        trusted, ident = _provision(config)
+        registry = _load_models(config, ident)
     ca = x509.load_pem_x509_certificate(ident.ca_pem)
     revocations = mtls.RevocationList()
     revocations.update(ident.crl_pem, ca)
@@ -152,6 +163,7 @@ def start(config: ServerConfig) -> RunningServer:
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=config.workers),
         interceptors=[
+            ServerTracing(),
             mtls.PeerPolicyInterceptor(_allowed, revocations, "inference API"),
             ErrorMappingInterceptor(CODES),
         ],

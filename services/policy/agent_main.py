@@ -15,7 +15,8 @@ from s3ml.policy.v1 import agent_pb2_grpc
 from services.policy.api.servicers import CODES, HostAgentServicer
 from services.policy.tpm.agent import TpmAgent
 from services.rpc.status import ErrorMappingInterceptor
-from services.telemetry import logs
+from services.telemetry import health, logs, tracing
+from services.telemetry.propagation import ServerTracing
 
 
 def main(argv: list[str]) -> int:
@@ -31,11 +32,19 @@ def main(argv: list[str]) -> int:
         "--boot-log", type=Path, default=Path("/sys/kernel/security/tpm0/binary_bios_measurements")
     )
     p.add_argument("--listen", default="127.0.0.1:7600")
+    p.add_argument("--metrics-listen", default="", help="host:port for /metrics, /healthz, /readyz")
+    p.add_argument("--otlp-endpoint", default="", help="OTLP/gRPC trace collector")
+    p.add_argument("--trace-file", type=Path, help="JSON-lines spans when no OTLP endpoint")
     args = p.parse_args(argv)
     log = logs.configure("host-agent", simulated=args.tcti.startswith("swtpm"), hardware="tpm")
+    tracing.configure("host-agent", "tpm", args.otlp_endpoint, args.trace_file)
+    probes = health.Health("host-agent", args.tcti.startswith("swtpm"))
+    if args.metrics_listen:
+        health.serve(args.metrics_listen, probes)
     agent = TpmAgent(args.tcti)
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=4), interceptors=[ErrorMappingInterceptor(CODES)]
+        futures.ThreadPoolExecutor(max_workers=4),
+        interceptors=[ServerTracing(), ErrorMappingInterceptor(CODES)],
     )
     agent_pb2_grpc.add_HostAgentServicer_to_server(
         HostAgentServicer(args.host, agent, args.ima_log, args.boot_log), server
@@ -43,6 +52,7 @@ def main(argv: list[str]) -> int:
     port = server.add_insecure_port(args.listen)
     server.start()
     log.info("host agent for %s on %s (TPM %s)", args.host, args.listen, args.tcti)
+    probes.ready()
     print(f"READY port={port}", flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -20,7 +20,8 @@ from services.policy import runtime_policy
 from services.policy.api.servicers import CODES, VerifierServicer
 from services.policy.verifier import Verifier
 from services.rpc.status import ErrorMappingInterceptor
-from services.telemetry import logs
+from services.telemetry import health, logs, tracing
+from services.telemetry.propagation import ServerTracing
 
 
 def signing_key(path: Path) -> ec.EllipticCurvePrivateKey:
@@ -44,8 +45,15 @@ def main(argv: list[str]) -> int:
     )
     p.add_argument("--state-dir", type=Path, required=True)
     p.add_argument("--listen", default="127.0.0.1:7500")
+    p.add_argument("--metrics-listen", default="", help="host:port for /metrics, /healthz, /readyz")
+    p.add_argument("--otlp-endpoint", default="", help="OTLP/gRPC trace collector")
+    p.add_argument("--trace-file", type=Path, help="JSON-lines spans when no OTLP endpoint")
     args = p.parse_args(argv)
     log = logs.configure("verifier", simulated=False, hardware="tpm")
+    tracing.configure("verifier", "tpm", args.otlp_endpoint, args.trace_file)
+    probes = health.Health("verifier", False)
+    if args.metrics_listen:
+        health.serve(args.metrics_listen, probes)
     policies = {}
     for spec in args.policy:
         name, _, path = spec.partition("=")
@@ -57,13 +65,14 @@ def main(argv: list[str]) -> int:
     verifier = Verifier([c.read_bytes() for c in args.manufacturer_ca], policies, key)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=8),
-        interceptors=[ErrorMappingInterceptor(CODES)],
+        interceptors=[ServerTracing(), ErrorMappingInterceptor(CODES)],
         options=[("grpc.max_receive_message_length", 80 << 20)],
     )
     verifier_pb2_grpc.add_VerifierServicer_to_server(VerifierServicer(verifier), server)
     port = server.add_insecure_port(args.listen)
     server.start()
     log.info("verifier on %s with policies %s", args.listen, ", ".join(policies) or "(none)")
+    probes.ready()
     print(f"READY port={port}", flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -81,8 +81,10 @@ def test_unusable_state_dir_is_one_line(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [("nodes: 2\nmodels: [resnet]\nports: {acs: 1, frontend: 2, replica: 3, metrics: 4, prometheus: 5}\n", "unknown model 'resnet'"),
-     ("nodes: [\n", "cluster.yaml")],
-    ids=["unknown-model", "malformed-yaml"],
+     ("nodes: [\n", "cluster.yaml"),
+     ("nodes: 2\nmodels: [mobilenet_v1_int8]\nports: {acs: 1000, frontend: 2000, replica: 3000, metrics: 4000, prometheus: 3990}\n",
+      "Prometheus and host agent node-0 metrics would both listen on port 3990")],
+    ids=["unknown-model", "malformed-yaml", "port-clash"],
 )  # fmt: skip
 def test_bad_cluster_config_is_one_line(tmp_path: Path, text: str, message: str) -> None:
     config = tmp_path / "cluster.yaml"

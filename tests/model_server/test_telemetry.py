@@ -15,6 +15,7 @@ from prometheus_client import REGISTRY
 
 from inference import grpc_predict_v2_pb2 as pb
 from inference import grpc_predict_v2_pb2_grpc as pb_grpc
+from services.telemetry.propagation import traced_channel
 from tests.model_server.harness import serving
 
 EXPORTER = InMemorySpanExporter()
@@ -59,3 +60,26 @@ def test_spans_and_metrics(tmp_path: Path) -> None:
     assert attributes["s3ml.node"] == "node-1"
     dumped = "".join(span.to_json() for span in EXPORTER.get_finished_spans())
     assert pixels.tobytes()[:64].hex() not in dumped
+
+
+def test_one_trace_from_client_through_server(tmp_path: Path) -> None:
+    """The client's span is the parent of the server's, which parents the inference span."""
+    pixels = np.zeros((1, 128, 128, 3), dtype=np.uint8)
+    with serving(tmp_path, (MODEL,)) as s, s.channel() as channel:
+        EXPORTER.clear()
+        stub = pb_grpc.GRPCInferenceServiceStub(traced_channel(channel))
+        request = pb.ModelInferRequest(model_name=MODEL)
+        request.inputs.add(name="image", datatype="UINT8", shape=[1, 128, 128, 3])
+        request.raw_input_contents.append(pixels.tobytes())
+        stub.ModelInfer(request, timeout=10)
+    spans = {span.name: span for span in EXPORTER.get_finished_spans()}
+    method = "/inference.GRPCInferenceService/ModelInfer"
+    client, server = spans[f"rpc.client {method}"], spans[f"rpc.server {method}"]
+    infer = spans["model_server.infer"]
+    assert client.context is not None
+    assert server.context is not None
+    assert server.parent is not None
+    assert infer.parent is not None
+    assert server.context.trace_id == client.context.trace_id == infer.context.trace_id
+    assert server.parent.span_id == client.context.span_id
+    assert infer.parent.span_id == server.context.span_id
