@@ -1,6 +1,6 @@
 """One file's blob: the file cut into fixed-size chunks, each padded and sealed alone.
 
-Layout: magic `S3MLVB1\\0` (8) ‖ n × (AES-256-GCM(chunk padded to the chunk size) ‖
+Layout: magic `S3MLVB1\\0` (8) ‖ n times (AES-256-GCM(chunk padded to the chunk size) ‖
 tag (16)). Every blob of n chunks has the same size, so only the size rounded up to
 a chunk shows. The nonce is the chunk index (the key is unique to this blob); the
 associated data binds volume id, path, file version, index and whether the chunk
@@ -84,7 +84,9 @@ def write(
         current = _read_full(source, ctx.chunk_size)
         index = 0
         while True:
-            following = _read_full(source, ctx.chunk_size) if len(current) == ctx.chunk_size else b""
+            following = (
+                _read_full(source, ctx.chunk_size) if len(current) == ctx.chunk_size else b""
+            )
             final = not following
             digest.update(current)
             size += len(current)

@@ -33,7 +33,7 @@ def manifest_key(key: bytes, volume_id: bytes) -> bytes:
 
 
 def key_check(key: bytes, volume_id: bytes) -> bytes:
-    """A public value that tells a wrong key from a tampered manifest; reveals nothing of the key."""
+    """A public value telling a wrong key from a tampered manifest; reveals nothing of the key."""
     return _derive(key, volume_id, b"key-check", KEY_CHECK_BYTES)
 
 

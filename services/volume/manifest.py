@@ -41,12 +41,7 @@ DEFAULT_CHUNK = 64 * 1024
 def check_path(path: str) -> str:
     """The canonical form of a volume path (relative POSIX), or InvalidPathError."""
     parts = path.split("/")
-    if (
-        not path
-        or "\0" in path
-        or path.startswith("/")
-        or any(p in ("", ".", "..") for p in parts)
-    ):
+    if not path or "\0" in path or path.startswith("/") or any(p in ("", ".", "..") for p in parts):
         raise InvalidPathError(f"'{path[:200]}' is not a relative path without '.', '..' or '//'")
     return str(PurePosixPath(path))
 
@@ -108,7 +103,9 @@ class Manifest:
             )
             for f in body["files"]
         }
-        return cls(bytes.fromhex(body["volume_id"]), int(body["version"]), int(body["chunk_size"]), files)
+        return cls(
+            bytes.fromhex(body["volume_id"]), int(body["version"]), int(body["chunk_size"]), files
+        )
 
 
 def seal(manifest: Manifest, key: bytes) -> bytes:

@@ -40,8 +40,12 @@ def scan(src: Path) -> list[SourceFile]:
             full = Path(root) / name
             info = full.lstat()
             if not stat.S_ISREG(info.st_mode):
-                raise VolumeError(f"{full}: only regular files go into a volume (links are refused)")
-            found.append(SourceFile(check_path(full.relative_to(src).as_posix()), full, info.st_size))
+                raise VolumeError(
+                    f"{full}: only regular files go into a volume (links are refused)"
+                )
+            found.append(
+                SourceFile(check_path(full.relative_to(src).as_posix()), full, info.st_size)
+            )
     return found
 
 
@@ -115,4 +119,3 @@ def _mkdirs(root: Path, directory: Path) -> None:
         return
     _mkdirs(root, directory.parent)
     directory.mkdir(mode=0o700)
-

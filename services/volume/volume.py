@@ -242,4 +242,3 @@ class Change:
             if self._files.get(path) is not entry:
                 volume._blob_path(path, entry.salt).unlink(missing_ok=True)
         return new
-

@@ -37,16 +37,22 @@ def test_model_swapped_for_another_refused(tmp_path: Path) -> None:
         a = s.models_dir / "mobilenet_v1_int8" / "1"
         shutil.rmtree(a)
         shutil.copytree(s.models_dir / "mobilenet_v1_f32" / "1", a)
-        with pytest.raises(StartupError, match="mobilenet_v1_int8/1 refused: .*not this volume's key"):
+        with pytest.raises(
+            StartupError, match=r"mobilenet_v1_int8/1 refused: .*not this volume's key"
+        ):
             start(server_config.parse(server_args(s.acs, s.models_dir, MODEL)))
 
 
 def test_model_moved_under_another_name_refused_even_with_a_shared_key(tmp_path: Path) -> None:
     """A model owner reusing one key for two models: the identity inside the volume still binds."""
     key = os.urandom(32)
-    seal_model(ZOO / "mobilenet_v1_f32.tflite", ZOO / "mobilenet_v1_f32.json", tmp_path / "src", key)
+    seal_model(
+        ZOO / "mobilenet_v1_f32.tflite", ZOO / "mobilenet_v1_f32.json", tmp_path / "src", key
+    )
     (tmp_path / "models" / "mobilenet_v1_int8").mkdir(parents=True)
-    shutil.copytree(tmp_path / "src" / "mobilenet_v1_f32" / "1", tmp_path / "models" / "mobilenet_v1_int8" / "1")
+    shutil.copytree(
+        tmp_path / "src" / "mobilenet_v1_f32" / "1", tmp_path / "models" / "mobilenet_v1_int8" / "1"
+    )
     with pytest.raises(ModelLoadError, match="its volume holds mobilenet_v1_f32/1"):
         load(tmp_path / "models", "mobilenet_v1_int8", "1", key, 1, 1)
 

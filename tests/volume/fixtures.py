@@ -27,9 +27,7 @@ def write_tree(root: Path, tree: dict[str, bytes] = TREE) -> Path:
 
 
 def read_tree(root: Path) -> dict[str, bytes]:
-    return {
-        p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()
-    }
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
 
 def entries(volume_dir: Path, key: bytes) -> dict[str, manifest.FileEntry]:

@@ -54,7 +54,9 @@ def test_big_file_streams_over_many_default_chunks(tmp_path: Path, key: bytes) -
 
 def test_names_contents_and_sizes_do_not_show(tmp_path: Path, key: bytes) -> None:
     tree = {"secret-name.txt": b"A" * 3, "other/secret-dir-file": b"B" * (CHUNK - 1)}
-    volume = transfer.encrypt_dir(write_tree(tmp_path / "src", tree), tmp_path / "v", key, chunk_size=CHUNK)
+    volume = transfer.encrypt_dir(
+        write_tree(tmp_path / "src", tree), tmp_path / "v", key, chunk_size=CHUNK
+    )
     on_disk = snapshot(volume.directory)
     everything = b"".join(name.encode() + data for name, data in on_disk.items())
     for path, data in tree.items():
@@ -96,10 +98,16 @@ def test_failed_change_commits_nothing(tmp_path: Path, key: bytes) -> None:
     volume = Volume.create(tmp_path / "vol", key)
     volume.write_bytes("kept", b"k")
     before = snapshot(tmp_path / "vol")
-    with pytest.raises(RuntimeError), volume.update() as change:
-        change.write("new", io.BytesIO(b"n"))
-        change.delete("kept")
-        raise RuntimeError("writer crashed")
+
+    def crashing_writer() -> None:
+        with volume.update() as change:
+            change.write("new", io.BytesIO(b"n"))
+            change.delete("kept")
+            raise RuntimeError("writer crashed")
+
+    with pytest.raises(RuntimeError):
+        crashing_writer()
+    assert volume.version == 2
     assert snapshot(tmp_path / "vol") == before
     assert Volume.open(tmp_path / "vol", key).read_bytes("kept") == b"k"
 
@@ -108,7 +116,9 @@ def test_stale_writer_is_refused(tmp_path: Path, key: bytes) -> None:
     first = Volume.create(tmp_path / "vol", key)
     second = Volume.open(tmp_path / "vol", key)
     first.write_bytes("a", b"first")
-    with pytest.raises(ConcurrentUpdateError, match="changed to version 2 since it was opened at 1"):
+    with pytest.raises(
+        ConcurrentUpdateError, match="changed to version 2 since it was opened at 1"
+    ):
         second.write_bytes("b", b"second")
     reopened = Volume.open(tmp_path / "vol", key)
     assert [f.path for f in reopened.list()] == ["a"]
@@ -116,7 +126,8 @@ def test_stale_writer_is_refused(tmp_path: Path, key: bytes) -> None:
 
 
 @pytest.mark.parametrize(
-    "path", ["/etc/passwd", "../escape", "a/../b", "a//b", "./a", "", "a\0b", "dir/"],
+    "path",
+    ["/etc/passwd", "../escape", "a/../b", "a//b", "./a", "", "a\0b", "dir/"],
     ids=["absolute", "dotdot", "inner-dotdot", "empty-part", "dot", "empty", "nul", "trailing"],
 )
 def test_bad_paths_refused(tmp_path: Path, key: bytes, path: str) -> None:
