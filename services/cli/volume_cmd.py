@@ -18,6 +18,7 @@ from tqdm import tqdm  # type: ignore[import-untyped]
 from services.volume import keys, transfer
 from services.volume.blob import Progress
 from services.volume.errors import VolumeError
+from services.volume.manifest import DEFAULT_CHUNK
 from services.volume.volume import Volume
 
 Handler = Callable[[argparse.Namespace], int]
@@ -33,7 +34,8 @@ def _reporting(func: Handler) -> Handler:
         except VolumeError as err:
             print(f"s3mlctl: volume: {err}", file=sys.stderr)
         except OSError as err:
-            print(f"s3mlctl: volume: {err.filename or ''}: {err.strerror}", file=sys.stderr)
+            reason = f"{err.filename}: {err.strerror}" if err.filename else str(err)
+            print(f"s3mlctl: volume: {reason}", file=sys.stderr)
         return 1
 
     return run
@@ -67,7 +69,9 @@ def cmd_encrypt(args: argparse.Namespace) -> int:
     try:
         total = sum(f.size for f in transfer.scan(args.src))
         with _progress(total, "encrypt", args.quiet) as progress:
-            volume = transfer.encrypt_dir(args.src, args.volume, key, progress)
+            volume = transfer.encrypt_dir(
+                args.src, args.volume, key, progress, args.chunk_kib * 1024
+            )
     except BaseException:
         if args.new_key:
             key_file.unlink(missing_ok=True)
@@ -88,7 +92,7 @@ def cmd_decrypt(args: argparse.Namespace) -> int:
     volume = Volume.open(args.volume, key, args.min_version)
     total = sum(f.size for f in volume.list())
     with _progress(total, "decrypt", args.quiet) as progress:
-        files = transfer.decrypt_dir(args.volume, args.out, key, args.min_version, progress)
+        files = transfer.decrypt_volume(volume, args.out, progress)
     print(
         f"decrypted {len(files)} files ({_size(total)}) of {args.volume} "
         f"(version {volume.version}) into {args.out}"
@@ -125,6 +129,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     encrypt.add_argument("volume", type=Path, metavar="VOLUME_DIR")
     common(encrypt)
     encrypt.add_argument("--new-key", action="store_true", help="generate the key into --key-file")
+    encrypt.add_argument(
+        "--chunk-kib",
+        type=int,
+        default=DEFAULT_CHUNK // 1024,
+        help="chunk size in KiB; every file's size shows only rounded up to it (default 64)",
+    )
     encrypt.add_argument("--quiet", action="store_true", help="no progress bar")
     encrypt.set_defaults(func=cmd_encrypt)
 

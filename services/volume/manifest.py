@@ -3,7 +3,7 @@
 On disk (`<volume>/manifest`): magic `S3MLVM1\\0` (8) ‖ volume id (16) ‖ key check
 (16) ‖ nonce (12) ‖ AES-256-GCM(JSON padded to a multiple of 4 KiB), with the
 first 40 bytes as associated data. The JSON lists every path with its size,
-file version, key salt and plaintext SHA-256, plus the volume version, which
+file version, key salt and a digest of its chunk tags, plus the volume version, which
 grows by one with each commit. Since each file's key and blob name derive from
 its manifest entry, a blob that is removed, swapped, rolled back or altered no
 longer matches the manifest; the manifest itself can only be rolled back as a
@@ -54,7 +54,7 @@ class FileEntry:
     size: int
     version: int
     salt: bytes
-    sha256: bytes
+    tags: bytes  # SHA-256 over the blob's chunk tags (see blob.write)
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,7 @@ class Manifest:
                 "size": e.size,
                 "version": e.version,
                 "salt": e.salt.hex(),
-                "sha256": e.sha256.hex(),
+                "tags": e.tags.hex(),
             }
             for e in sorted(self.files.values(), key=lambda e: e.path)
         ]
@@ -99,7 +99,7 @@ class Manifest:
                 int(f["size"]),
                 int(f["version"]),
                 bytes.fromhex(f["salt"]),
-                bytes.fromhex(f["sha256"]),
+                bytes.fromhex(f["tags"]),
             )
             for f in body["files"]
         }

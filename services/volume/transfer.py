@@ -101,7 +101,11 @@ def decrypt_dir(
     progress: Progress = no_progress,
 ) -> list[FileInfo]:
     """Decrypts a whole volume to `out` (files 0600, directories 0700)."""
-    volume = Volume.open(volume_dir, key, min_version)
+    return decrypt_volume(Volume.open(volume_dir, key, min_version), out, progress)
+
+
+def decrypt_volume(volume: Volume, out: Path, progress: Progress = no_progress) -> list[FileInfo]:
+    """Decrypts an opened volume's snapshot to `out`, all or nothing."""
     files = volume.list()
     with _staged(out) as staging:
         for info in files:

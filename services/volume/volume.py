@@ -32,12 +32,15 @@ from services.volume.errors import (
     NoSuchFileError,
     NotAVolumeError,
     RollbackError,
+    VolumeError,
 )
 
 MANIFEST = "manifest"
 BLOBS = "blobs"
 LOCK = ".lock"
 _SALT = 16
+MIN_CHUNK = 512
+MAX_CHUNK = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,8 @@ class Volume:
     @classmethod
     def create(cls, directory: Path, key: bytes, chunk_size: int = mf.DEFAULT_CHUNK) -> Volume:
         """An empty volume (version 1) in `directory`, which may exist but holds no volume."""
+        if not MIN_CHUNK <= chunk_size <= MAX_CHUNK:
+            raise VolumeError(f"chunk size {chunk_size} is outside [{MIN_CHUNK}, {MAX_CHUNK}]")
         if (directory / MANIFEST).exists():
             raise DestinationError(f"{directory} already holds a volume")
         (directory / BLOBS).mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -148,7 +153,7 @@ class Volume:
             self._blob_path(entry.path, entry.salt),
             self._context(entry),
             entry.size,
-            entry.sha256,
+            entry.tags,
             progress or blob.no_progress,
         )
 
@@ -205,7 +210,7 @@ class Change:
         size, digest = blob.write(dest, ctx, source, progress or blob.no_progress)
         self._drop_new(path)
         self._new_blobs[path] = dest
-        self._files[path] = replace(entry, size=size, sha256=digest)
+        self._files[path] = replace(entry, size=size, tags=digest)
 
     def delete(self, path: str) -> None:
         path = mf.check_path(path)

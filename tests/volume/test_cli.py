@@ -25,7 +25,7 @@ def _key(tmp_path: Path) -> list[str]:
 
 
 def test_encrypt_ls_decrypt(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert _encrypt(tmp_path, "--new-key") == 0
+    assert _encrypt(tmp_path, "--new-key", "--chunk-kib", "1") == 0
     out = capsys.readouterr().out
     assert f"encrypted {len(TREE)} files" in out
     assert "version 2" in out
@@ -42,6 +42,15 @@ def test_encrypt_ls_decrypt(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert main(["volume", "decrypt", str(tmp_path / "vol"), str(out_dir), *_key(tmp_path)]) == 0
     assert "version 2" in capsys.readouterr().out
     assert read_tree(out_dir) == TREE
+    key = bytes.fromhex((tmp_path / "vol.key").read_text())
+    assert blob_of(tmp_path / "vol", key, "empty").stat().st_size == 8 + 1024 + 16
+
+
+def test_bad_chunk_size_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert _encrypt(tmp_path, "--new-key", "--chunk-kib", "0") == 1
+    assert "chunk size 0 is outside" in capsys.readouterr().err
+    assert not (tmp_path / "vol").exists()
+    assert not (tmp_path / "vol.key").exists()
 
 
 def test_new_key_never_overwrites_a_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

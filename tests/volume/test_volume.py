@@ -171,3 +171,24 @@ def test_key_file_is_private_and_not_overwritten(tmp_path: Path) -> None:
     (tmp_path / "bad").write_text("not a key")
     with pytest.raises(VolumeError, match="not a volume key"):
         keys.read_key_file(tmp_path / "bad")
+
+
+def test_interrupted_blob_write_leaves_nothing(tmp_path: Path, key: bytes) -> None:
+    class FailingSource(io.BytesIO):
+        def read(self, size: int | None = -1) -> bytes:
+            if self.tell() >= CHUNK:
+                raise OSError("disk went away")
+            return super().read(size)
+
+    volume = Volume.create(tmp_path / "vol", key, chunk_size=CHUNK)
+    with pytest.raises(OSError, match="disk went away"):
+        volume.write_stream("big", FailingSource(bytes(3 * CHUNK)))
+    assert list((tmp_path / "vol" / BLOBS).iterdir()) == []
+    assert Volume.open(tmp_path / "vol", key).version == 1
+
+
+@pytest.mark.parametrize("chunk_size", [0, 100, 1 << 30])
+def test_unreasonable_chunk_sizes_refused(tmp_path: Path, key: bytes, chunk_size: int) -> None:
+    with pytest.raises(VolumeError, match="chunk size"):
+        Volume.create(tmp_path / "vol", key, chunk_size)
+    assert not (tmp_path / "vol").exists()
