@@ -149,13 +149,25 @@ class Volume:
     def stream(self, path: str, progress: blob.Progress | None = None) -> Iterator[bytes]:
         """The file's plaintext in chunks; a fault raises before the bad chunk is yielded."""
         entry = self._entry(path)
+        location = self._blob_path(entry.path, entry.salt)
+        if not location.exists():
+            self._refuse_if_changed()
         return blob.read(
-            self._blob_path(entry.path, entry.salt),
+            location,
             self._context(entry),
             entry.size,
             entry.tags,
             progress or blob.no_progress,
         )
+
+    def _refuse_if_changed(self) -> None:
+        """A blob gone because a writer replaced it is not an attack: say so precisely."""
+        on_disk = _read_manifest(self.directory, self._key)
+        if on_disk.version > self.version:
+            raise ConcurrentUpdateError(
+                f"{self.directory}: changed to version {on_disk.version} since it was "
+                f"opened at {self.version}; reopen to read the current files"
+            )
 
     def read_bytes(self, path: str) -> bytes:
         return b"".join(self.stream(path))

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
+import pty
 import stat
+import struct
 import subprocess
 import sys
+import termios
 from pathlib import Path
 
 import pytest
@@ -144,3 +148,41 @@ def test_as_a_process_no_progress_bar_off_a_terminal(tmp_path: Path) -> None:
     )  # fmt: skip
     assert bad.returncode == 1
     assert bad.stderr.startswith("s3mlctl: volume: ")
+
+
+def test_progress_bar_on_a_terminal_only_without_quiet(tmp_path: Path) -> None:
+    src = write_tree(tmp_path / "src")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    base = [sys.executable, "-m", "services.cli.s3mlctl", "volume", "encrypt", str(src)]
+
+    def on_a_terminal(*extra: str) -> str:
+        controller, terminal = pty.openpty()
+        fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+        try:
+            done = subprocess.run(
+                [*base, *extra], stderr=terminal, stdout=subprocess.DEVNULL, env=env,
+                check=False, timeout=120,
+            )  # fmt: skip
+            os.close(terminal)
+            assert done.returncode == 0
+            return _drain(controller)
+        finally:
+            os.close(controller)
+
+    shown = on_a_terminal(str(tmp_path / "v1"), "--key-file", str(tmp_path / "k1"), "--new-key")
+    assert "encrypt: 100%" in shown
+    quiet = [str(tmp_path / "v2"), "--key-file", str(tmp_path / "k2"), "--new-key", "--quiet"]
+    assert on_a_terminal(*quiet) == ""
+
+
+def _drain(fd: int) -> str:
+    data = b""
+    while True:
+        try:
+            part = os.read(fd, 4096)
+        except OSError:  # EIO: the terminal's other end is closed
+            break
+        if not part:
+            break
+        data += part
+    return data.decode(errors="replace")

@@ -125,6 +125,17 @@ def test_stale_writer_is_refused(tmp_path: Path, key: bytes) -> None:
     assert len(list((tmp_path / "vol" / BLOBS).iterdir())) == 1
 
 
+def test_reader_of_a_replaced_file_is_told_to_reopen(tmp_path: Path, key: bytes) -> None:
+    Volume.create(tmp_path / "vol", key).write_bytes("a", b"old")
+    reader = Volume.open(tmp_path / "vol", key)
+    Volume.open(tmp_path / "vol", key).write_bytes("a", b"new")
+    with pytest.raises(
+        ConcurrentUpdateError, match="changed to version 3 since it was opened at 2"
+    ):
+        reader.read_bytes("a")
+    assert Volume.open(tmp_path / "vol", key).read_bytes("a") == b"new"
+
+
 @pytest.mark.parametrize(
     "path",
     ["/etc/passwd", "../escape", "a/../b", "a//b", "./a", "", "a\0b", "dir/"],
