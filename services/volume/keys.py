@@ -22,9 +22,13 @@ KEY_BYTES = 32
 KEY_CHECK_BYTES = 16
 
 
-def _derive(key: bytes, volume_id: bytes, info: bytes, length: int = KEY_BYTES) -> bytes:
+def check_key(key: bytes) -> None:
     if len(key) != KEY_BYTES:
         raise VolumeError(f"a volume key is {KEY_BYTES} bytes, got {len(key)}")
+
+
+def _derive(key: bytes, volume_id: bytes, info: bytes, length: int = KEY_BYTES) -> bytes:
+    check_key(key)
     return HKDF(hashes.SHA256(), length, volume_id, b"s3ml-volume\0" + info).derive(key)
 
 

@@ -58,14 +58,19 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def _write_manifest(directory: Path, manifest: mf.Manifest, key: bytes) -> None:
+def _stage_manifest(directory: Path, manifest: mf.Manifest, key: bytes) -> Path:
+    """The new manifest, durable under a temporary name; renaming it is the commit."""
     tmp = directory / (MANIFEST + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as out:
         out.write(mf.seal(manifest, key))
         out.flush()
         os.fsync(out.fileno())
-    os.replace(tmp, directory / MANIFEST)
+    return tmp
+
+
+def _write_manifest(directory: Path, manifest: mf.Manifest, key: bytes) -> None:
+    os.replace(_stage_manifest(directory, manifest, key), directory / MANIFEST)
     _fsync_dir(directory)
 
 
@@ -98,6 +103,7 @@ class Volume:
     @classmethod
     def create(cls, directory: Path, key: bytes, chunk_size: int = mf.DEFAULT_CHUNK) -> Volume:
         """An empty volume (version 1) in `directory`, which may exist but holds no volume."""
+        keys.check_key(key)
         if not MIN_CHUNK <= chunk_size <= MAX_CHUNK:
             raise VolumeError(f"chunk size {chunk_size} is outside [{MIN_CHUNK}, {MAX_CHUNK}]")
         if (directory / MANIFEST).exists():
@@ -241,20 +247,30 @@ class Change:
             dest.unlink(missing_ok=True)
         self._new_blobs.clear()
 
+    def _check_base(self) -> None:
+        volume = self._volume
+        on_disk = _read_manifest(volume.directory, volume._key)
+        if on_disk.version != self._base.version or not hmac.compare_digest(
+            on_disk.volume_id, self._base.volume_id
+        ):
+            raise ConcurrentUpdateError(
+                f"{volume.directory}: changed to version {on_disk.version} since it was "
+                f"opened at {self._base.version}; reopen and retry"
+            )
+
     def commit(self) -> mf.Manifest:
         volume = self._volume
         new = mf.Manifest(self._base.volume_id, self.version, self._base.chunk_size, self._files)
         with _locked(volume.directory):
-            on_disk = _read_manifest(volume.directory, volume._key)
-            if on_disk.version != self._base.version or not hmac.compare_digest(
-                on_disk.volume_id, self._base.volume_id
-            ):
+            try:
+                self._check_base()
+                _fsync_dir(volume.directory / BLOBS)  # new blobs durable before they are named
+                staged = _stage_manifest(volume.directory, new, volume._key)
+            except BaseException:
                 self.discard()
-                raise ConcurrentUpdateError(
-                    f"{volume.directory}: changed to version {on_disk.version} since it was "
-                    f"opened at {self._base.version}; reopen and retry"
-                )
-            _write_manifest(volume.directory, new, volume._key)
+                raise
+            os.replace(staged, volume.directory / MANIFEST)
+            _fsync_dir(volume.directory)
         for path, entry in self._base.files.items():
             if self._files.get(path) is not entry:
                 volume._blob_path(path, entry.salt).unlink(missing_ok=True)

@@ -198,6 +198,12 @@ def test_interrupted_blob_write_leaves_nothing(tmp_path: Path, key: bytes) -> No
     assert Volume.open(tmp_path / "vol", key).version == 1
 
 
+def test_short_key_refused_before_anything_is_written(tmp_path: Path) -> None:
+    with pytest.raises(VolumeError, match="a volume key is 32 bytes, got 16"):
+        Volume.create(tmp_path / "vol", bytes(16))
+    assert not (tmp_path / "vol").exists()
+
+
 @pytest.mark.parametrize("chunk_size", [0, 100, 1 << 30])
 def test_unreasonable_chunk_sizes_refused(tmp_path: Path, key: bytes, chunk_size: int) -> None:
     with pytest.raises(VolumeError, match="chunk size"):
