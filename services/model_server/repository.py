@@ -1,14 +1,16 @@
-"""The model repository: sealed TFLite models, opened only in memory with their key.
+"""The model repository: TFLite models in encrypted volumes, opened only in memory.
 
-On disk: `<dir>/<name>/<version>/model.tflite.sealed` (AES-256-GCM, name and
-version bound as associated data) and `metadata.json` (tensor names, types,
-shapes; not secret). The key of model `m` is the ACS secret `model/m`.
+On disk, `<dir>/<name>/<version>/` is a volume (services/volume) holding
+`model.tflite` and `metadata.json` (tensor names, types, shapes, and the model's
+name and version, checked at load so a volume copied under another model's
+name is refused even if both share a key). The key of model `m` is the ACS
+secret `model/m`.
 """
 
 from __future__ import annotations
 
+import io
 import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,9 +19,10 @@ import numpy as np
 from services.model_server.errors import ModelNotFoundError
 from services.model_server.runtime import InterpreterPool
 from services.model_server.tensor_spec import DTYPES, TensorSpec
-from services.volume.sealed_file import SealedFileError, model_aad, open_sealed, write_sealed
+from services.volume.errors import NotAVolumeError, VolumeError
+from services.volume.volume import MANIFEST, Volume
 
-SEALED = "model.tflite.sealed"
+MODEL = "model.tflite"
 METADATA = "metadata.json"
 
 
@@ -54,13 +57,18 @@ def _specs(raw: list[dict[str, object]]) -> tuple[TensorSpec, ...]:
 
 
 def seal_model(tflite: Path, metadata: Path, out_dir: Path, key: bytes) -> ModelInfo:
-    """Encrypts one model into the repository layout (the model owner's step)."""
-    meta = json.loads(metadata.read_text())
+    """Encrypts one model into its volume (the model owner's step); re-sealing bumps its version."""
+    raw = metadata.read_bytes()
+    meta = json.loads(raw)
     name, version = str(meta["name"]), str(meta["version"])
     target = out_dir / name / version
-    target.mkdir(parents=True, exist_ok=True)
-    write_sealed(target / SEALED, key, tflite.read_bytes(), model_aad(name, version))
-    shutil.copyfile(metadata, target / METADATA)
+    if (target / MANIFEST).exists():
+        volume = Volume.open(target, key)
+    else:
+        volume = Volume.create(target, key)
+    with volume.update() as change, tflite.open("rb") as model:
+        change.write(MODEL, model)
+        change.write(METADATA, io.BytesIO(raw))
     return ModelInfo(name, version, _specs(meta["inputs"]), _specs(meta["outputs"]))
 
 
@@ -88,13 +96,17 @@ def load(
 ) -> LoadedModel:
     folder = directory / name / version
     try:
-        meta = json.loads((folder / METADATA).read_text())
-        plaintext = open_sealed(
-            key, (folder / SEALED).read_bytes(), model_aad(name, version), f"{name}/{version}"
-        )
-    except FileNotFoundError as err:
-        raise ModelLoadError(f"model {name}/{version}: {err.filename} is missing") from err
-    except SealedFileError as err:
+        volume = Volume.open(folder, key)
+        meta = json.loads(volume.read_bytes(METADATA))
+        if (str(meta.get("name")), str(meta.get("version"))) != (name, version):
+            raise ModelLoadError(
+                f"model {name}/{version} refused: its volume holds "
+                f"{str(meta.get('name'))[:64]}/{str(meta.get('version'))[:32]}"
+            )
+        plaintext = volume.read_bytes(MODEL)
+    except NotAVolumeError as err:
+        raise ModelLoadError(f"model {name}/{version}: no model volume ({err})") from err
+    except VolumeError as err:
         raise ModelLoadError(f"model {name}/{version} refused: {err}") from err
     info = ModelInfo(name, version, _specs(meta["inputs"]), _specs(meta["outputs"]))
     try:
