@@ -9,6 +9,7 @@ answer shows as `?` instead of failing the whole table.
 
 from __future__ import annotations
 
+import argparse
 import csv
 import io
 import json
@@ -170,3 +171,17 @@ def _table(rows: list[tuple[str, ...]]) -> str:
     return "\n".join(
         "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
     )
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Replicas per node, health, load-balancer state and weights, EPC use, p99 vs SLO."""
+    print(render(load(args.state)))
+    return 0
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    status = sub.add_parser("status", help="one table of a running cluster")
+    status.add_argument(
+        "--state", type=Path, default=Path(".state"), help="state directory of `make up`"
+    )
+    status.set_defaults(func=cmd_status)

@@ -207,12 +207,6 @@ def cmd_infer(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_status(args: argparse.Namespace) -> int:
-    """Replicas per node, health, load-balancer state and weights, EPC use, p99 vs SLO."""
-    print(cluster_status.render(cluster_status.load(args.state)))
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="s3mlctl", description="s3ml command line")
     parser.add_argument("--home", type=Path, default=home(), help="profile directory (S3ML_HOME)")
@@ -272,11 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     infer.add_argument("images", nargs="+")
     infer.set_defaults(func=cmd_infer)
 
-    status = sub.add_parser("status", help="one table of a running cluster")
-    status.add_argument(
-        "--state", type=Path, default=Path(".state"), help="state directory of `make up`"
-    )
-    status.set_defaults(func=cmd_status)
+    cluster_status.register(sub)
 
     cert = sub.add_parser("client-cert", help="issue a client certificate for inference")
     cert.add_argument("--name", required=True)
