@@ -71,7 +71,8 @@ class AttestedModel:
                 ) from err
             if err.code() == grpc.StatusCode.NOT_FOUND:
                 raise InferenceClientError(
-                    f"model '{model}' is not served at {self._target}"
+                    f"model '{model}' is not served at {self._target} ({details}); "
+                    "check --model and --target"
                 ) from err
             meta = with_retries(lambda: self._stub.ModelMetadata(request, timeout=10))
         spec = meta.inputs[0]

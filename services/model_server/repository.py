@@ -128,7 +128,8 @@ class Registry:
     def get(self, name: str, version: str = "") -> LoadedModel:
         versions = self._models.get(name)
         if not versions:
-            raise ModelNotFoundError(f"model '{name[:64]}' is not served here")
+            served = ", ".join(sorted(self._models)) or "none"
+            raise ModelNotFoundError(f"model '{name[:64]}' is not served here (served: {served})")
         if not version:
             return versions[max(versions, key=_version_key)]
         if version not in versions:

@@ -47,7 +47,7 @@ def test_classifies_a_photo(env: tuple[Serving, Path]) -> None:
     ("service", "model", "image", "message"),
     [
         ("other-service", MODEL, None, "is not service 'other-service'"),
-        (SERVICE, "resnet", None, "model 'resnet' is not served"),
+        (SERVICE, "resnet", None, r"model 'resnet' is not served .*served: efficientnet_lite0_f32"),
         (SERVICE, MODEL, b"not an image", "not a readable image"),
     ],
     ids=["wrong-service", "unknown-model", "not-an-image"],
