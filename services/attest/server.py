@@ -36,7 +36,6 @@ from services.attest import measurement, ratls
 from services.attest.acs import Acs
 from services.attest.api import convert
 from services.attest.api import status as acs_status
-from services.attest.api.stakeholder import StakeholderServicer
 from services.attest.api.servicers import (
     AuditServicer,
     ProvisioningServicer,
@@ -44,6 +43,7 @@ from services.attest.api.servicers import (
     SelfDescription,
     TrustServicer,
 )
+from services.attest.api.stakeholder import StakeholderServicer
 from services.attest.ca import SPIFFE_PREFIX, key_pem, pem, utcnow
 from services.attest.collateral_source import (
     CollateralSource,

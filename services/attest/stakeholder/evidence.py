@@ -80,9 +80,7 @@ def check_host(
     return verdict
 
 
-def _fresh_passing(
-    signed_verdict: bytes, trust: VerdictTrust, now: float
-) -> evidence_pb2.Verdict:
+def _fresh_passing(signed_verdict: bytes, trust: VerdictTrust, now: float) -> evidence_pb2.Verdict:
     if trust.public_key is None:
         raise FailedPreconditionError(
             "this ACS has no TPM/IMA verifier key configured (--verdict-key); "

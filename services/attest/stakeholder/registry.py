@@ -123,7 +123,9 @@ class PolicyTxn:
             key_id = volume_key_id(record.name, volume.path)
             if volume.own and self._txn.get(f"volkey/{key_id}") is None:
                 # Generated here, inside the ACS; it leaves only sealed to an attested workload.
-                self._txn.put(f"volkey/{key_id}", self._sealer.seal(f"volkey/{key_id}", os.urandom(32)))
+                self._txn.put(
+                    f"volkey/{key_id}", self._sealer.seal(f"volkey/{key_id}", os.urandom(32))
+                )
 
     def stakeholder_owner(self, stakeholder: str) -> bytes | None:
         return self._txn.get(f"stakeholder/{stakeholder}")

@@ -84,9 +84,7 @@ class Stakeholders:
         self,
         raw: bytes,
         sig: bytes,
-        rule: Callable[
-            [PolicyTxn, bytes, bytes, float], tuple[PolicyRecord, PolicyDocument]
-        ],
+        rule: Callable[[PolicyTxn, bytes, bytes, float], tuple[PolicyRecord, PolicyDocument]],
         action: str,
     ) -> PolicyRecord:
         with self._store.transaction() as txn:
@@ -190,25 +188,31 @@ class Stakeholders:
             self._verdicts,
             self._clock(),
         )
-        return "", f"high_integrity host {verdict.host[:64]} code {document.integrity.code_hash.hex()[:16]}"
+        return (
+            "",
+            f"high_integrity host {verdict.host[:64]} "
+            f"code {document.integrity.code_hash.hex()[:16]}",
+        )
 
     # -- release listing ------------------------------------------------------------
 
-    def releases(self, policy: str, nonce: bytes, sig: bytes) -> list[tuple[audit.AuditEvent, bytes]]:
+    def releases(
+        self, policy: str, nonce: bytes, sig: bytes
+    ) -> list[tuple[audit.AuditEvent, bytes]]:
         """Releases of `policy`'s volume keys (to it or to importers), oldest first."""
         owner = self.get(policy).owner_der
         self._spend(nonce, policy)
         if not signature.verifies(owner, sig, signature.list_releases_message(policy, nonce)):
-            raise UnauthenticatedError(
-                f"the request must be signed by the current key of {policy}"
-            )
+            raise UnauthenticatedError(f"the request must be signed by the current key of {policy}")
         prefix = f"{policy}:"
         found: list[tuple[audit.AuditEvent, bytes]] = []
         cursor = 0
         while page := audit.read(self._store, cursor, 1000):
             for event, chain in page:
                 cursor = event.sequence
-                if event.action == RELEASE and any(n.startswith(prefix) for n in event.secret_names):
+                if event.action == RELEASE and any(
+                    n.startswith(prefix) for n in event.secret_names
+                ):
                     found.append((event, chain))
         return found[-MAX_RELEASES_LISTED:]
 
