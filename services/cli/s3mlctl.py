@@ -23,6 +23,7 @@ from services.attest.platform.base import SIM_WARNING
 from services.attest.quote.roots import intel_root_pem
 from services.attest.server import sim_signer
 from services.attest.sim.pki import SimPki, write_private
+from services.cli import policy_cmd
 from services.cli.profile import Profile, home
 from services.client.inference import AttestedModel, InferenceClientError
 
@@ -268,6 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     cert.add_argument("--name", required=True)
     cert.add_argument("--out", type=Path, required=True)
     cert.set_defaults(func=cmd_client_cert)
+    policy_cmd.register(sub)
     return parser
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import yaml
 from cryptography.hazmat.primitives import serialization
@@ -68,7 +70,7 @@ def test_rsa_stakeholder_keys_are_refused() -> None:
         ({"operating_system": {"pcrs": {}}}, "operating_system.pcrs"),
     ],
 )
-def test_invalid_documents_name_the_problem(fields: dict[str, object], needle: str) -> None:
+def test_invalid_documents_name_the_problem(fields: dict[str, Any], needle: str) -> None:
     with pytest.raises(InvalidArgumentError, match=needle.replace(".", r"\.")):
         parse(OWNER.policy("x", **fields))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -205,7 +206,7 @@ def test_malformed_yaml(env: AcsEnv, document: bytes, needle: str) -> None:
         ({"integrity": {"mrenclave": [12345]}}, "quoted hex"),
     ],
 )
-def test_unknown_or_invalid_fields(env: AcsEnv, fields: dict[str, object], needle: str) -> None:
+def test_unknown_or_invalid_fields(env: AcsEnv, fields: dict[str, Any], needle: str) -> None:
     document = CODE.policy("unknown", **fields)
     request = stakeholder_pb2.SubmitPolicyRequest(document=document, signature=b"s" * 64)
     assert needle in _refused(env, request, grpc.StatusCode.INVALID_ARGUMENT)
