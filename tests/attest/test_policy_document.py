@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from services.attest.errors import FailedPreconditionError, InvalidArgumentError
 from services.attest.stakeholder import references, signature
 from services.attest.stakeholder.document import PolicyDocument, canonical, parse
+from tests.attest.acs_harness import srcdir
 from tests.attest.stakeholder_harness import GPU_CODE_HASH, Stakeholder
 
 OWNER = Stakeholder("data_owner")
@@ -123,3 +125,23 @@ def test_long_cycle_is_named() -> None:
     references.check_acyclic(a, _lookup(b))  # c not there yet: no cycle
     with pytest.raises(FailedPreconditionError, match="a/p -> b/p -> c/p -> a/p"):
         references.check_acyclic(a, _lookup(b, c))
+
+
+def _doc_examples() -> dict[str, PolicyDocument]:
+    text = (srcdir() / "docs" / "policies.md").read_text()
+    blocks = re.findall(r"```yaml\n(.*?)```", text, flags=re.DOTALL)
+    documents = [parse(block.encode()) for block in blocks]
+    return {d.name: d for d in documents}
+
+
+def test_documented_examples_parse_and_reference_as_described() -> None:
+    examples = _doc_examples()
+    assert set(examples) == {
+        "data_owner/training_data",
+        "code_owner/training",
+        "code_owner/gpu_training",
+    }
+    references.check_grants(examples["code_owner/training"], examples.get)
+    references.check_acyclic(examples["code_owner/training"], examples.get)
+    with pytest.raises(FailedPreconditionError, match="does not export /training_data"):
+        references.check_grants(examples["code_owner/gpu_training"], examples.get)
