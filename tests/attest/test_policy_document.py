@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -26,7 +27,10 @@ def test_canonical_encoding_ignores_yaml_formatting() -> None:
     reordered = yaml.safe_dump(dict(reversed(list(tree.items()))), default_flow_style=True)
     commented = b"# a comment\n" + reordered.encode()
     assert canonical(parse(plain)) == canonical(parse(commented))
-    assert parse(plain).volumes[0].exports == ("a/b", "b/c")
+    tree = json.loads(canonical(parse(plain)))
+    assert tree["volumes"] == [{"path": "/d", "import": "", "from": "", "export": ["a/b", "b/c"]}]
+    assert tree["stakeholder"] == parse(plain).stakeholder_der.hex()
+    assert tree["operating_system"] is None
 
 
 @pytest.mark.parametrize("owner", [OWNER, ECDSA_OWNER], ids=["ed25519", "ecdsa-p256"])

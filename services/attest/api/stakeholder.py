@@ -9,11 +9,17 @@ stakeholder.proto; errors map through api.status like every ACS call.
 from __future__ import annotations
 
 import grpc
+from prometheus_client import Counter
 
 from s3ml.attest.v1 import stakeholder_pb2, stakeholder_pb2_grpc, types_pb2
 from services.attest.api import convert
+from services.attest.api.status import code_for
 from services.attest.stakeholder.registry import PolicyRecord
 from services.attest.stakeholder.service import HostEvidence, Stakeholders
+
+KEY_RELEASES = Counter(
+    "s3ml_acs_key_releases_total", "Volume key release decisions of the ACS", ["result"]
+)
 
 
 def _version(record: PolicyRecord) -> stakeholder_pb2.PolicyVersion:
@@ -62,13 +68,19 @@ class StakeholderServicer(stakeholder_pb2_grpc.StakeholderPoliciesServicer):
             if kind == "host"
             else None
         )
-        release = self._domain.release(
-            request.policy,
-            request.nonce,
-            request.workload_public_key,
-            request.quote if kind == "quote" else None,
-            host,
-        )
+        try:
+            release = self._domain.release(
+                request.policy,
+                request.nonce,
+                request.workload_public_key,
+                request.quote if kind == "quote" else None,
+                host,
+            )
+        except Exception as err:
+            code = code_for(err)
+            KEY_RELEASES.labels(code.name if code else "INTERNAL").inc()
+            raise
+        KEY_RELEASES.labels("OK").inc()
         spki, iv, ciphertext = release.sealed
         return stakeholder_pb2.ReleaseKeysResponse(
             keys=[

@@ -148,18 +148,38 @@ def parse(raw: bytes) -> PolicyDocument:
 
 
 def canonical(document: PolicyDocument) -> bytes:
-    """The bytes a stakeholder signs: compact sorted-key JSON of the parsed policy."""
-    return json.dumps(_plain(document), sort_keys=True, separators=(",", ":")).encode()
+    """The bytes a stakeholder signs: compact sorted-key JSON of the parsed policy.
 
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return value.hex()
-    if isinstance(value, tuple | list):
-        return [_plain(v) for v in value]
-    if hasattr(value, "__dataclass_fields__"):
-        return {k: _plain(getattr(value, k)) for k in value.__dataclass_fields__}
-    return value
+    Field names are the YAML ones, every field is present (defaults filled
+    in), hashes and the DER key are lowercase hex, export lists sorted — so
+    another tool can reproduce it (docs/policies.md).
+    """
+    host = document.operating_system
+    tree = {
+        "name": document.name,
+        "version": document.version,
+        "command": document.command,
+        "security_level": document.security_level,
+        "integrity": {
+            "mrenclave": [m.hex() for m in document.integrity.mrenclave],
+            "code_hash": document.integrity.code_hash.hex(),
+        },
+        "volumes": [
+            {"path": v.path, "import": v.imports, "from": v.source, "export": list(v.exports)}
+            for v in document.volumes
+        ],
+        "operating_system": None
+        if host is None
+        else {
+            "hosts": list(host.hosts),
+            "ek_digests": [d.hex() for d in host.ek_digests],
+            "runtime_policy": host.runtime_policy,
+            "runtime_policy_digest": host.runtime_policy_digest.hex(),
+            "certificate_chain": host.certificate_chain,
+        },
+        "stakeholder": document.stakeholder_der.hex(),
+    }
+    return json.dumps(tree, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
 
 
 def _check_level(document: PolicyDocument) -> None:

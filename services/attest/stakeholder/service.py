@@ -12,11 +12,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.asymmetric import ec
+from opentelemetry import trace
 
 from s3ml.attest.v1 import stakeholder_pb2
 from services.attest import audit, envelope
 from services.attest.errors import (
     AcsError,
+    FailedPreconditionError,
     InvalidArgumentError,
     PermissionDeniedError,
     UnauthenticatedError,
@@ -32,6 +34,7 @@ from services.attest.store.base import Store, Txn
 RELEASE = "key.release"
 MAX_RELEASES_LISTED = 1000
 QuoteCheck = Callable[[bytes], VerifiedQuote]
+_tracer = trace.get_tracer("s3ml.acs")
 
 
 @dataclass(frozen=True)
@@ -116,12 +119,18 @@ class Stakeholders:
         quote: bytes | None,
         host: HostEvidence | None,
     ) -> Release:
-        try:
-            return self._release(policy, nonce, workload_der, quote, host)
-        except AcsError as err:
-            with self._store.transaction() as txn:
-                self._audit(txn, "key.reject", policy[:130], detail=str(err))
-            raise
+        attributes = {"s3ml.policy": policy[:130]}
+        with _tracer.start_as_current_span("acs.release_keys", attributes=attributes) as span:
+            try:
+                release = self._release(policy, nonce, workload_der, quote, host)
+            except AcsError as err:
+                span.set_attribute("s3ml.result", type(err).__name__)
+                with self._store.transaction() as txn:
+                    self._audit(txn, "key.reject", policy[:130], detail=str(err))
+                raise
+            span.set_attribute("s3ml.result", "released")
+            span.set_attribute("s3ml.keys", len(release.keys))
+            return release
 
     def _release(
         self,
@@ -139,7 +148,7 @@ class Stakeholders:
             policies = PolicyTxn(txn, self._sealer)
             current = policies.latest(policy)
             if current != document:
-                raise PermissionDeniedError(f"{policy} changed during the request; retry")
+                raise FailedPreconditionError(f"{policy} changed during the request; retry")
             keys = _keys(document, policies)
             names = tuple(volume_key_id(k.volume_policy, _source(document, k)) for k in keys)
             self._audit(txn, RELEASE, policy, mrenclave, names, detail)
