@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 import grpc
 import pytest
 
-from s3ml.attest.v1 import audit_pb2, audit_pb2_grpc, stakeholder_pb2
+from s3ml.attest.v1 import audit_pb2, audit_pb2_grpc, registry_pb2, stakeholder_pb2
 from services.attest.stakeholder.service import HostEvidence
 from services.attest.stakeholder.workload import nonce, release_keys
 from tests.attest.acs_harness import AcsEnv, running_acs
@@ -331,3 +332,20 @@ def test_replayed_release_nonce_is_refused(env: AcsEnv) -> None:
         stub.ReleaseKeys(request, timeout=10)
     assert _code(event) == grpc.StatusCode.PERMISSION_DENIED
     assert "already used" in str(event.value.details())
+
+
+def test_revoked_measurement_gets_no_keys(env: AcsEnv) -> None:
+    measurement = hashlib.sha256(b"code owner: build with a known flaw").digest()
+    document = CODE.policy(
+        "flawed", integrity={"mrenclave": [measurement.hex()]}, volumes=[{"path": "/out"}]
+    )
+    policies(env.trusted.channel).SubmitPolicy(CODE.signed(document), timeout=10)
+    platform = env.model_platform(measurement)
+    assert set(release_keys(env.trusted.channel, "code_owner/flawed", platform)) == {"/out"}
+    env.registry.RevokeMeasurement(
+        registry_pb2.RevokeMeasurementRequest(mrenclave=measurement, reason="CVE"), timeout=10
+    )
+    with pytest.raises(grpc.RpcError) as event:
+        release_keys(env.trusted.channel, "code_owner/flawed", platform)
+    assert _code(event) == grpc.StatusCode.PERMISSION_DENIED
+    assert "revoked" in str(event.value.details())

@@ -40,11 +40,15 @@ class VerdictTrust:
 
 
 def check_enclave(
-    verified: VerifiedQuote, document: PolicyDocument, workload_der: bytes, nonce: bytes
+    verified: VerifiedQuote,
+    document: PolicyDocument,
+    workload_der: bytes,
+    nonce: bytes,
+    revoked: frozenset[bytes] = frozenset(),
 ) -> None:
     policy = Policy(mr_enclaves=frozenset(document.integrity.mrenclave))
     try:
-        appraise(verified, policy, workload_der, nonce)
+        appraise(verified, policy, workload_der, nonce, revoked)
     except AppraisalError as err:
         raise PermissionDeniedError(f"workload refused by {document.name}: {err}") from err
 

@@ -105,10 +105,6 @@ class Stakeholders:
         with self._store.transaction() as txn:
             return PolicyTxn(txn, self._sealer).history(name)
 
-    def exists(self, name: str) -> bool:
-        with self._store.transaction() as txn:
-            return PolicyTxn(txn, self._sealer).head(name) > 0
-
     # -- key release --------------------------------------------------------------
 
     def release(
@@ -163,6 +159,11 @@ class Stakeholders:
         sealed = envelope.seal_to(workload_key, plaintext, release_context(policy, nonce))
         return Release(keys, sealed)
 
+    def _revoked(self) -> frozenset[bytes]:
+        """MRENCLAVEs the ACS administrator revoked: no keys for them either."""
+        with self._store.transaction() as txn:
+            return frozenset(bytes.fromhex(k.rsplit("/", 1)[1]) for k, _ in txn.scan("revoked/m/"))
+
     def _document(self, policy: str) -> PolicyDocument:
         with self._store.transaction() as txn:
             return PolicyTxn(txn, self._sealer).record(policy).parsed()
@@ -188,7 +189,7 @@ class Stakeholders:
                     f"{document.name} is high_assurance: only an SGX quote is accepted"
                 )
             verified = self._check_quote(quote)
-            evidence.check_enclave(verified, document, workload_der, nonce)
+            evidence.check_enclave(verified, document, workload_der, nonce, self._revoked())
             return verified.report.mr_enclave.hex(), f"{HIGH_ASSURANCE} enclave"
         verdict = evidence.check_host(
             b"" if host is None else host.signed_verdict,
@@ -213,6 +214,7 @@ class Stakeholders:
         self._spend(nonce, policy)
         if not signature.verifies(owner, sig, signature.list_releases_message(policy, nonce)):
             raise UnauthenticatedError(f"the request must be signed by the current key of {policy}")
+        # The chained log itself, not a side index the host could edit unnoticed.
         prefix = f"{policy}:"
         found: list[tuple[audit.AuditEvent, bytes]] = []
         cursor = 0
@@ -233,8 +235,8 @@ class Stakeholders:
         mrenclave_hex: str = "",
         names: tuple[str, ...] = (),
         detail: str = "",
-    ) -> None:
-        audit.append(
+    ) -> audit.AuditEvent:
+        return audit.append(
             txn, self._audit_key, self._clock(), action, subject, mrenclave_hex, names, detail
         )
 
