@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -349,3 +350,28 @@ def test_revoked_measurement_gets_no_keys(env: AcsEnv) -> None:
         release_keys(env.trusted.channel, "code_owner/flawed", platform)
     assert _code(event) == grpc.StatusCode.PERMISSION_DENIED
     assert "revoked" in str(event.value.details())
+
+
+def test_host_cannot_forge_or_move_stored_policies(env: AcsEnv) -> None:
+    """The host can write the database file; a moved sealed record fails to open."""
+    stub = policies(env.trusted.channel)
+    stub.SubmitPolicy(CODE.signed(CODE.policy("sealed")), timeout=10)
+    stub.UpdatePolicy(CODE.signed(CODE.policy("sealed", version=2, command="v2")), timeout=10)
+    prefix = "policy/code_owner/sealed/v/"
+    with sqlite3.connect(env.state / "acs.db") as db:
+        (old,) = db.execute(
+            "SELECT value FROM kv WHERE key = ?", (prefix + "0" * 11 + "1",)
+        ).fetchone()
+        db.execute("UPDATE kv SET value = ? WHERE key = ?", (old, prefix + "0" * 11 + "2"))
+        plain = b'{"name": "code_owner/sealed", "version": 2}'
+        db.execute(
+            "UPDATE kv SET value = ? WHERE key = ?", (plain, "policy/code_owner/sealed/head")
+        )
+    with pytest.raises(grpc.RpcError) as event:
+        stub.GetPolicy(stakeholder_pb2.GetPolicyRequest(name="code_owner/sealed"), timeout=10)
+    assert _code(event) == grpc.StatusCode.DATA_LOSS
+    with pytest.raises(grpc.RpcError) as event:
+        stub.GetPolicy(
+            stakeholder_pb2.GetPolicyRequest(name="code_owner/sealed", version=2), timeout=10
+        )
+    assert _code(event) == grpc.StatusCode.DATA_LOSS

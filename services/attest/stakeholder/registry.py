@@ -1,10 +1,13 @@
 """Policy versions in the ACS store: first-come names, signed next-version updates.
 
-Store layout (every version kept, volume keys sealed like the ACS's secrets):
+Store layout (every version kept). Every value is sealed (AES-GCM under the
+platform sealing key, bound to its store key), so the host, which can write
+the database file, cannot forge or move a policy, an owner or a key; like the
+rest of the ACS state, a rollback of the whole file is not detected here.
   policy/<name>/head           current version number
   policy/<name>/v/<version>    PolicyRecord JSON
   stakeholder/<stakeholder>    DER key that owns every name under this prefix
-  volkey/<name>:<path>         sealed 32-byte AES key of an own volume
+  volkey/<name>:<path>         32-byte AES key of an own volume
 """
 
 from __future__ import annotations
@@ -83,20 +86,29 @@ class PolicyTxn:
         self._sealer = sealer
         self._parsed: dict[str, PolicyDocument | None] = {}
 
+    def _get(self, key: str) -> bytes | None:
+        sealed = self._txn.get(key)
+        return None if sealed is None else self._sealer.unseal(key, sealed)
+
+    def _put(self, key: str, value: bytes) -> None:
+        self._txn.put(key, self._sealer.seal(key, value))
+
     def head(self, name: str) -> int:
-        raw = self._txn.get(f"policy/{name}/head")
+        raw = self._get(f"policy/{name}/head")
         return 0 if raw is None else int(raw)
 
     def record(self, name: str, version: int = 0) -> PolicyRecord:
         version = version or self.head(name)
-        raw = self._txn.get(f"policy/{name}/v/{version:012d}") if version else None
+        raw = self._get(f"policy/{name}/v/{version:012d}") if version else None
         if raw is None:
             detail = f" version {version}" if version else ""
             raise NotFoundError(f"policy {name[:130]!r}{detail} does not exist")
         return _decode(raw)
 
     def history(self, name: str) -> list[PolicyRecord]:
-        records = [_decode(v) for _, v in self._txn.scan(f"policy/{name}/v/")]
+        records = [
+            _decode(self._sealer.unseal(k, v)) for k, v in self._txn.scan(f"policy/{name}/v/")
+        ]
         if not records:
             raise NotFoundError(f"policy {name[:130]!r} does not exist")
         return records
@@ -109,26 +121,24 @@ class PolicyTxn:
 
     def volume_key(self, policy: str, path: str) -> bytes:
         key_id = volume_key_id(policy, path)
-        sealed = self._txn.get(f"volkey/{key_id}")
-        if sealed is None:
+        key = self._get(f"volkey/{key_id}")
+        if key is None:
             raise NotFoundError(f"no key for volume {key_id}")
-        return self._sealer.unseal(f"volkey/{key_id}", sealed)
+        return key
 
     def put(self, record: PolicyRecord, document: PolicyDocument) -> None:
-        self._txn.put(f"policy/{record.name}/v/{record.version:012d}", _encode(record))
-        self._txn.put(f"policy/{record.name}/head", str(record.version).encode())
-        self._txn.put(f"stakeholder/{document.stakeholder}", document.stakeholder_der)
+        self._put(f"policy/{record.name}/v/{record.version:012d}", _encode(record))
+        self._put(f"policy/{record.name}/head", str(record.version).encode())
+        self._put(f"stakeholder/{document.stakeholder}", document.stakeholder_der)
         self._parsed[record.name] = document
         for volume in document.volumes:
             key_id = volume_key_id(record.name, volume.path)
             if volume.own and self._txn.get(f"volkey/{key_id}") is None:
                 # Generated here, inside the ACS; it leaves only sealed to an attested workload.
-                self._txn.put(
-                    f"volkey/{key_id}", self._sealer.seal(f"volkey/{key_id}", os.urandom(32))
-                )
+                self._put(f"volkey/{key_id}", os.urandom(32))
 
     def stakeholder_owner(self, stakeholder: str) -> bytes | None:
-        return self._txn.get(f"stakeholder/{stakeholder}")
+        return self._get(f"stakeholder/{stakeholder}")
 
 
 def accept_new(
