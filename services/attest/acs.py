@@ -44,6 +44,7 @@ from services.attest.quote.errors import (
 from services.attest.quote.verify import QuoteVerifier, VerifiedQuote
 from services.attest.records import ServiceRecord
 from services.attest.sealing import Sealer
+from services.attest.stakeholder.registry import NONCE_SCOPE_PREFIX, PolicyTxn
 from services.attest.store.base import Store, Txn, put_if_absent
 
 MAX_SECRETS = 64
@@ -94,6 +95,7 @@ class Acs:
         self._verifier = verifier
         self._collateral = collateral
         self._nonces = nonces
+        self.nonces = nonces  # shared with the stakeholder domain (policy/<name> scopes)
         self._clock = clock
         self._audit_key = sealer.derive_key("s3ml audit chain")
         # Decoded identities and the last CRL, reused while the stored bytes are unchanged.
@@ -250,7 +252,12 @@ class Acs:
     # -- attestation --------------------------------------------------------------
 
     def issue_nonce(self, service: str) -> Nonce:
-        self.service(service)
+        """A nonce for a service's attestation, or for "policy/<name>" (key release)."""
+        if service.startswith(NONCE_SCOPE_PREFIX):
+            with self._store.transaction() as txn:
+                PolicyTxn(txn, self._sealer).record(service.removeprefix(NONCE_SCOPE_PREFIX))
+        else:
+            self.service(service)
         try:
             return self._nonces.issue(service)
         except NonceError as err:
@@ -347,24 +354,18 @@ class Acs:
             instance_key = envelope.load_instance_key(public_key_der)
         except ValueError as err:
             raise InvalidArgumentError(f"instance_public_key: {err}") from err
-        now = self._clock()
-        try:
-            with _tracer.start_as_current_span("acs.verify_quote"):
-                verified = self._verifier.verify(raw_quote, self._collateral.collateral(now), now)
-        except QuoteFormatError as err:
-            raise InvalidArgumentError(f"quote: {err}") from err
-        except (QuoteSignatureError, QuoteChainError) as err:
-            raise UnauthenticatedError(f"quote: {err}") from err
-        except CollateralError as err:
-            raise FailedPreconditionError(f"collateral: {err}") from err
-        except ValueError as err:  # a coordinate that is not on the curve
-            raise UnauthenticatedError(f"quote: attestation key is invalid ({err})") from err
+        with _tracer.start_as_current_span("acs.verify_quote"):
+            verified = verify_quote(self._verifier, self._collateral, raw_quote, self._clock())
         try:
             with _tracer.start_as_current_span("acs.appraise"):
                 appraise(verified, record.policy, public_key_der, nonce, revoked)
         except AppraisalError as err:
             raise PermissionDeniedError(str(err)) from err
         return verified, instance_key
+
+    def check_quote(self, raw_quote: bytes) -> VerifiedQuote:
+        """A genuine quote (not yet appraised against any policy), for other domains."""
+        return verify_quote(self._verifier, self._collateral, raw_quote, self._clock())
 
     def issue_client_certificate(self, name: str, public_key_der: bytes) -> bytes:
         """A client certificate for inference callers; audited, never a secret."""
@@ -464,6 +465,22 @@ class Acs:
 
     def verify_audit_chain(self) -> tuple[int, bytes]:
         return audit.verify_chain(self._store, self._audit_key)
+
+
+def verify_quote(
+    verifier: QuoteVerifier, collateral: CollateralSource, raw_quote: bytes, now: datetime
+) -> VerifiedQuote:
+    """Verifies a quote's signatures and chain; raises the ACS error for each failure."""
+    try:
+        return verifier.verify(raw_quote, collateral.collateral(now), now)
+    except QuoteFormatError as err:
+        raise InvalidArgumentError(f"quote: {err}") from err
+    except (QuoteSignatureError, QuoteChainError) as err:
+        raise UnauthenticatedError(f"quote: {err}") from err
+    except CollateralError as err:
+        raise FailedPreconditionError(f"collateral: {err}") from err
+    except ValueError as err:  # a coordinate that is not on the curve
+        raise UnauthenticatedError(f"quote: attestation key is invalid ({err})") from err
 
 
 def attest_context(service: str, nonce: bytes) -> bytes:

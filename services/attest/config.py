@@ -23,6 +23,8 @@ class AcsConfig:
     nonce_ttl_seconds: float
     otlp_endpoint: str
     trace_file: Path | None
+    verdict_key: Path | None = None
+    verdict_max_age_seconds: float = 300.0
 
     @property
     def simulated(self) -> bool:
@@ -45,6 +47,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--nonce-ttl", type=float, default=60.0)
     p.add_argument("--otlp-endpoint", default="")
     p.add_argument("--trace-file", type=Path)
+    p.add_argument(
+        "--verdict-key",
+        type=Path,
+        help="PEM public key or certificate of the TPM/IMA verifier (high_integrity releases)",
+    )
+    p.add_argument(
+        "--verdict-max-age", type=float, default=300.0, help="seconds a host verdict stays fresh"
+    )
     return p
 
 
@@ -54,6 +64,8 @@ def parse(argv: list[str]) -> AcsConfig:
         parser().error("--collateral-file is required on gramine-sgx (PCCS-fetched collateral)")
     if not 1.0 <= args.nonce_ttl <= 3600.0:
         parser().error("--nonce-ttl must be between 1 and 3600 seconds")
+    if not 1.0 <= args.verdict_max_age <= 86400.0:
+        parser().error("--verdict-max-age must be between 1 and 86400 seconds")
     return AcsConfig(
         state_dir=args.state_dir,
         platform=args.platform,
@@ -67,4 +79,6 @@ def parse(argv: list[str]) -> AcsConfig:
         nonce_ttl_seconds=args.nonce_ttl,
         otlp_endpoint=args.otlp_endpoint,
         trace_file=args.trace_file,
+        verdict_key=args.verdict_key,
+        verdict_max_age_seconds=args.verdict_max_age,
     )

@@ -4,6 +4,8 @@ The public port serves instances and clients over RA-TLS (server-authenticated:
 instances have no certificate before they attest); the admin port requires an
 ACS-issued admin client certificate. Administrative methods reached on the
 public port are refused with UNAUTHENTICATED and a pointer to the admin port.
+StakeholderPolicies is served on both: its requests carry their own
+authentication (a stakeholder's signature, a workload's attestation).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
@@ -25,6 +28,7 @@ from s3ml.attest.v1 import (
     audit_pb2_grpc,
     provisioning_pb2_grpc,
     registry_pb2_grpc,
+    stakeholder_pb2_grpc,
     trust_pb2_grpc,
 )
 from s3ml.common.v1 import platform_pb2
@@ -39,6 +43,7 @@ from services.attest.api.servicers import (
     SelfDescription,
     TrustServicer,
 )
+from services.attest.api.stakeholder import StakeholderServicer
 from services.attest.ca import SPIFFE_PREFIX, key_pem, pem, utcnow
 from services.attest.collateral_source import (
     CollateralSource,
@@ -55,6 +60,8 @@ from services.attest.quote.roots import intel_root_pem
 from services.attest.quote.verify import QuoteVerifier
 from services.attest.sealing import Sealer
 from services.attest.sim.pki import SimPki, write_private
+from services.attest.stakeholder.evidence import VerdictTrust
+from services.attest.stakeholder.service import Stakeholders
 from services.attest.store.sqlite import SqliteStore
 from services.telemetry.propagation import ServerTracing
 
@@ -116,6 +123,7 @@ class RunningAcs:
     ratls_cert_pem: bytes
     me: SelfDescription
     store: SqliteStore
+    stakeholders: Stakeholders
 
     def stop(self, grace: float = 2.0) -> None:
         self.public.stop(grace).wait()
@@ -154,6 +162,21 @@ class _AdminGate(grpc.ServerInterceptor):
         return grpc.unary_unary_rpc_method_handler(refuse)
 
 
+def load_verdict_key(path: Path | None) -> ec.EllipticCurvePublicKey | None:
+    """The TPM/IMA verifier's verdict-signing key, from a PEM key or certificate."""
+    if path is None:
+        return None
+    data = path.read_bytes()
+    key = (
+        x509.load_pem_x509_certificate(data).public_key()
+        if b"CERTIFICATE" in data
+        else serialization.load_pem_public_key(data)
+    )
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        raise ValueError(f"{path}: the verifier key must be an ECDSA P-256 key")
+    return key
+
+
 def start(config: AcsConfig, workers: int = 16) -> RunningAcs:
     os.umask(0o077)
     config.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -171,6 +194,14 @@ def start(config: AcsConfig, workers: int = 16) -> RunningAcs:
         label,
     )
     ensure_admin_credentials(acs, config.state_dir / "admin")
+    stakeholders = Stakeholders(
+        store,
+        Sealer(platform.sealing_key()),
+        acs.check_quote,
+        acs.nonces,
+        VerdictTrust(load_verdict_key(config.verdict_key), config.verdict_max_age_seconds),
+        time.time,
+    )
     now = utcnow()
     creds = ratls.create(platform, list(config.dns_names), now)
     own = ratls.verify(creds.cert_pem, verifier, collateral.collateral(now), now)
@@ -207,6 +238,9 @@ def start(config: AcsConfig, workers: int = 16) -> RunningAcs:
     trust = TrustServicer(acs, me)
     provisioning_pb2_grpc.add_ProvisioningServicer_to_server(provisioning, public)
     trust_pb2_grpc.add_TrustServicer_to_server(trust, public)
+    policies = StakeholderServicer(stakeholders)
+    stakeholder_pb2_grpc.add_StakeholderPoliciesServicer_to_server(policies, public)
+    stakeholder_pb2_grpc.add_StakeholderPoliciesServicer_to_server(policies, admin)
     for server in (admin,):
         provisioning_pb2_grpc.add_ProvisioningServicer_to_server(provisioning, server)
         trust_pb2_grpc.add_TrustServicer_to_server(trust, server)
@@ -232,4 +266,6 @@ def start(config: AcsConfig, workers: int = 16) -> RunningAcs:
         admin_port,
         own.report.mr_enclave.hex(),
     )
-    return RunningAcs(acs, public, admin, public_port, admin_port, creds.cert_pem, me, store)
+    return RunningAcs(
+        acs, public, admin, public_port, admin_port, creds.cert_pem, me, store, stakeholders
+    )

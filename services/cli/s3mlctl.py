@@ -23,7 +23,7 @@ from services.attest.platform.base import SIM_WARNING
 from services.attest.quote.roots import intel_root_pem
 from services.attest.server import sim_signer
 from services.attest.sim.pki import SimPki, write_private
-from services.cli import cluster_status, volume_cmd
+from services.cli import cluster_status, policy_cmd, volume_cmd
 from services.cli.profile import Profile, home
 from services.client.inference import AttestedModel, InferenceClientError
 
@@ -273,6 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     cert.add_argument("--out", type=Path, required=True)
     cert.set_defaults(func=cmd_client_cert)
     volume_cmd.register(sub)
+    policy_cmd.register(sub)
     return parser
 
 

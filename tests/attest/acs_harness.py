@@ -77,11 +77,11 @@ def acs_args(state: Path, sim_dir: Path) -> list[str]:
 
 
 @contextmanager
-def running_acs(base: Path) -> Iterator[AcsEnv]:
+def running_acs(base: Path, extra_args: tuple[str, ...] = ()) -> Iterator[AcsEnv]:
     state, sim_dir = base / "acs", base / "sim"
     if not (sim_dir / "root.pem").exists():
         SimPki.create(sim_dir)
-    running = start(parse(acs_args(state, sim_dir)))
+    running = start(parse([*acs_args(state, sim_dir), *extra_args]))
     trusted = client.connect(f"127.0.0.1:{running.public_port}", pin_for(sim_dir), utcnow)
     admin = trusted.admin_channel(f"127.0.0.1:{running.admin_port}", state / "admin")
     try:
