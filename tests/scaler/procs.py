@@ -24,7 +24,9 @@ def env() -> dict[str, str]:
     return dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
 
 
-def enclave_process(pool: Path, node: str, name: str, kind: str, size: int) -> subprocess.Popen[str]:
+def enclave_process(
+    pool: Path, node: str, name: str, kind: str, size: int
+) -> subprocess.Popen[str]:
     """A separate process that registers an enclave, touches it once, then waits for stdin."""
     proc = subprocess.Popen(
         [sys.executable, "-c", _ENCLAVE, str(pool), node, name, kind, str(size)],

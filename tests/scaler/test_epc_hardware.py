@@ -44,7 +44,8 @@ def test_inkernel_sums_numa_nodes_and_reads_misc_cgroup() -> None:
     snap = source.snapshot()
     assert snap.epc_bytes == 67108864 + 31457280
     assert snap.pages_in_use == 40960000 // 4096
-    assert snap.paged_in is None and snap.paged_out is None
+    assert snap.paged_in is None
+    assert snap.paged_out is None
     assert source.misc() == hardware.MiscCgroup(98566144, 40960000, None)
 
 

@@ -110,7 +110,8 @@ def test_stressor_pages_only_under_contention(pool: EpcPool) -> None:
     replica = pool.register("replica-a", "model_server", 8 * MIB)
     pool.touch(replica)
     calm = run(pool, StressPlan(4, 4096.0, 0.3), threading.Event())
-    assert calm.touched > 1024 and calm.paged_out == 0
+    assert calm.touched > 1024
+    assert calm.paged_out == 0
     assert pool.touch(replica).paged_in == 0
     # 8 + 12 MiB on 16 MiB, both active: each evicts what the other needs next.
     reports = []
@@ -123,7 +124,8 @@ def test_stressor_pages_only_under_contention(pool: EpcPool) -> None:
         replica_in += pool.touch(replica).paged_in
     stress.join()
     assert replica_in > 0
-    assert reports[0].paged_in > 3072 and reports[0].paged_out > 0
+    assert reports[0].paged_in > 3072
+    assert reports[0].paged_out > 0
     assert [e.name for e in pool.snapshot().enclaves] == ["replica-a"]
 
 

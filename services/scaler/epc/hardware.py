@@ -198,8 +198,13 @@ class OotSource:
             paged_in=stats.loaded_back,
             paged_out=stats.evicted,
             enclaves=tuple(
-                Enclave(f"pid-{r.pid}/{r.eid}", self._classify(r.pid), r.pid,
-                        r.epc_pages * PAGE_SIZE, r.epc_pages)  # fmt: skip
+                Enclave(
+                    f"pid-{r.pid}/{r.eid}",
+                    self._classify(r.pid),
+                    r.pid,
+                    r.epc_pages * PAGE_SIZE,
+                    r.epc_pages,
+                )
                 for r in rows
             ),
             simulated=False,

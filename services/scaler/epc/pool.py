@@ -247,7 +247,10 @@ class EpcPool:
             self._reap()
             owners = self._owner.copy()
             slots = self._slots.copy()
-            paged_in, paged_out = int(self._header["paged_in"][0]), int(self._header["paged_out"][0])
+            paged_in, paged_out = (
+                int(self._header["paged_in"][0]),
+                int(self._header["paged_out"][0]),
+            )
         resident = np.bincount(owners[owners >= 0], minlength=slots.size)
         enclaves = tuple(
             Enclave(
