@@ -32,6 +32,7 @@ class ServerConfig:
     metrics_listen: str
     otlp_endpoint: str
     trace_file: Path | None
+    epc_pool: Path | None = None
 
     @property
     def simulated(self) -> bool:
@@ -68,6 +69,11 @@ def parse(argv: list[str]) -> ServerConfig:
     p.add_argument("--metrics-listen", default="")
     p.add_argument("--otlp-endpoint", default="")
     p.add_argument("--trace-file", type=Path)
+    p.add_argument(
+        "--epc-pool",
+        type=Path,
+        help="sim only: the node's EPC pool file (<state>/epc/<node>.pool) to account in",
+    )
     a = p.parse_args(argv)
     if a.acs_mrenclave_file:
         mrenclave = a.acs_mrenclave_file.read_text().strip()
@@ -75,6 +81,8 @@ def parse(argv: list[str]) -> ServerConfig:
         mrenclave = a.acs_mrenclave
     else:
         p.error("give --acs-mrenclave or --acs-mrenclave-file: the ACS must be pinned")
+    if a.epc_pool and a.platform != "sim":
+        p.error("--epc-pool is for the simulated platform; on SGX the real EPC is used")
     if a.processes > 1 and a.listen.endswith(":0"):
         p.error("--processes > 1 needs a fixed port in --listen (the processes share it)")
     for name, value, low, high in (
@@ -108,4 +116,5 @@ def parse(argv: list[str]) -> ServerConfig:
         metrics_listen=a.metrics_listen,
         otlp_endpoint=a.otlp_endpoint,
         trace_file=a.trace_file,
+        epc_pool=a.epc_pool,
     )

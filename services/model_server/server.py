@@ -32,6 +32,8 @@ from services.model_server import repository
 from services.model_server.api import CODES, Admission, Identity, InferenceServicer
 from services.model_server.config import ServerConfig
 from services.rpc.status import ErrorMappingInterceptor
+from services.scaler.epc import enclave_memory
+from services.scaler.epc.pool import EpcPool
 
 log = logging.getLogger("model-server")
 DEFAULT_MANIFEST = (
@@ -118,6 +120,19 @@ def _load_models(config: ServerConfig, ident: client.InstanceIdentity) -> reposi
     return repository.Registry(loaded)
 
 
+def _epc(config: ServerConfig, rss_before: int) -> enclave_memory.EnclaveMemory:
+    """Sim: account this replica's working set in its node's shared EPC pool."""
+    if config.epc_pool is None:
+        return enclave_memory.NoEpc()
+    models = sum(
+        p.stat().st_size for m in config.models for p in (config.models_dir / m).rglob("*.sealed")
+    )
+    size = enclave_memory.working_set(rss_before, enclave_memory.resident_bytes(), models)
+    log.info("EPC working set %.1f MiB in pool %s", size / 2**20, config.epc_pool)
+    pool = EpcPool(config.epc_pool, config.node)
+    return enclave_memory.SimEnclaveMemory.register(pool, f"{config.node}/{config.replica}", size)
+
+
 def _refresh_crl(
     trusted: client.TrustedAcs,
     revocations: mtls.RevocationList,
@@ -143,7 +158,9 @@ def start(config: ServerConfig) -> RunningServer:
     if config.simulated:
         log.warning(SIM_WARNING)
     trusted, ident = _provision(config)
+    rss_before = enclave_memory.resident_bytes()
     registry = _load_models(config, ident)
+    epc = _epc(config, rss_before)
     ca = x509.load_pem_x509_certificate(ident.ca_pem)
     revocations = mtls.RevocationList()
     revocations.update(ident.crl_pem, ca)
@@ -162,7 +179,7 @@ def start(config: ServerConfig) -> RunningServer:
         ],
     )
     pb_grpc.add_GRPCInferenceServiceServicer_to_server(
-        InferenceServicer(registry, admission, me, config.max_batch), server
+        InferenceServicer(registry, admission, me, config.max_batch, epc), server
     )
     creds = mtls.server_credentials(ident.service_chain_pem, ident.service_key_pem, ident.ca_pem)
     port = server.add_secure_port(config.listen, creds)
