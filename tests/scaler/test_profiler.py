@@ -23,7 +23,7 @@ def s(paging: float, p99: float) -> Step:
         ([s(20, 140), s(0, 20), s(10, 60)], (15.0, True)),  # order of measurement is irrelevant
         ([s(5, 150), s(10, 200)], (5.0, True)),  # violated from the first step
         ([s(0, 20), s(10, 30)], (10.0, False)),  # never violated: highest measured
-        ([s(0, 20), s(10, 100), s(20, 101)], (20.0, True)),  # exactly at the SLO is within it
+        ([s(0, 20), s(10, 100), s(20, 101)], (10.0, True)),  # at the SLO is within it
         ([s(0, 150), s(10, 150)], (0.0, True)),
     ],
     ids=["interpolated", "unordered", "first-step", "never", "at-slo", "flat-over"],

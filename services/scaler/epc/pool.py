@@ -91,11 +91,18 @@ class EpcPool:
         self,
         path: Path,
         node: str,
-        total_bytes: int = DEFAULT_TOTAL_BYTES,
-        usable_bytes: int = DEFAULT_USABLE_BYTES,
+        total_bytes: int | None = None,
+        usable_bytes: int | None = None,
         slots: int = DEFAULT_SLOTS,
         cost: PagingCost | None = None,
     ) -> None:
+        """Opens the node's pool, creating it with the given (or default) sizes if absent.
+
+        An existing pool keeps its sizes: the first process on a node decides them.
+        """
+        explicit = usable_bytes is not None
+        total_bytes = total_bytes or DEFAULT_TOTAL_BYTES
+        usable_bytes = usable_bytes or DEFAULT_USABLE_BYTES
         if not 0 < usable_bytes <= total_bytes or usable_bytes % PAGE_SIZE:
             raise EpcError("usable EPC must be a positive multiple of 4 KiB, at most the total")
         self.node = node
@@ -112,7 +119,7 @@ class EpcPool:
             os.close(self._fd)
             raise EpcError(f"{path} is not an s3ml EPC pool file")
         usable, n_slots = int(header["usable_pages"]), int(header["slots"])
-        if usable != usable_bytes // PAGE_SIZE:
+        if explicit and usable != usable_bytes // PAGE_SIZE:
             log.warning("pool %s exists with %d usable pages; using it as is", path, usable)
         size = _HEADER.itemsize + n_slots * _SLOT.itemsize + usable * 16
         self._map = mmap.mmap(self._fd, size)

@@ -8,9 +8,9 @@ import matplotlib
 
 matplotlib.use("Agg")  # headless: no display on nodes or in CI
 
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from services.scaler.profile import Profile  # noqa: E402
+from services.scaler.profile import Profile
 
 
 def save(profile: Profile, path: Path) -> Path:
@@ -23,7 +23,9 @@ def save(profile: Profile, path: Path) -> Path:
     ax.axvline(profile.threshold_mb_per_s, color="gray", linestyle=":", label="TH")
     ax.set_xlabel("EPC paging throughput (MB/s)")
     ax.set_ylabel("latency (ms)")
-    ax.set_title(f"{profile.model} ({profile.platform}): TH = {profile.threshold_mb_per_s:.1f} MB/s")
+    ax.set_title(
+        f"{profile.model} ({profile.platform}): TH = {profile.threshold_mb_per_s:.1f} MB/s"
+    )
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
