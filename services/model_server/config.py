@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from services.attest.config import PLATFORMS
+from services.scaler.epc.paging import DEFAULT_EXTRA_DELAY_US
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class ServerConfig:
     otlp_endpoint: str
     trace_file: Path | None
     epc_pool: Path | None = None
+    epc_extra_delay_us: float = DEFAULT_EXTRA_DELAY_US
 
     @property
     def simulated(self) -> bool:
@@ -73,6 +75,12 @@ def parse(argv: list[str]) -> ServerConfig:
         "--epc-pool",
         type=Path,
         help="sim only: the node's EPC pool file (<state>/epc/<node>.pool) to account in",
+    )
+    p.add_argument(
+        "--epc-extra-delay-us",
+        type=float,
+        default=DEFAULT_EXTRA_DELAY_US,
+        help="sim EPC: calibrated delay per paged 4 KiB page (docs/epc.md)",
     )
     a = p.parse_args(argv)
     if a.acs_mrenclave_file:
@@ -117,4 +125,5 @@ def parse(argv: list[str]) -> ServerConfig:
         otlp_endpoint=a.otlp_endpoint,
         trace_file=a.trace_file,
         epc_pool=a.epc_pool,
+        epc_extra_delay_us=a.epc_extra_delay_us,
     )

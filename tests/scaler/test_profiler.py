@@ -66,7 +66,7 @@ def test_small_real_profile_run(tmp_path: Path) -> None:
     out = tmp_path / "profiles"
     code = profiler_main.main([
         "--model", "mobilenet_v1_int8", "--model-file", str(model), "--requests", "25",
-        "--rates-mib-s", "0,40", "--usable-mib", "12", "--stressor-mib", "12",
+        "--rates-mib-s", "0,40", "--usable-mib", "12",
         "--state-dir", str(tmp_path), "--out", str(out), "--warmup-s", "0.5",
     ])  # fmt: skip
     assert code == 0

@@ -5,9 +5,9 @@ A memory-mapped file per node (`<state>/epc/<node>.pool`) holds a frame table
 enclave table and the node's paging counters; an fcntl lock (plus a thread lock:
 fcntl locks do not exclude threads of one process) guards every change. An
 enclave registers its working set and "touches" pages; pages not resident are
-paged in, and when no frame is free the least recently used pages of any
-enclave are paged out (LRU over the stamps, which is what the driver's CLOCK
-approximates). The bookkeeping is done under the lock; the real cost
+paged in, and when no frame is free pages are paged out: enclaves in turn
+(round robin, like the isgx driver's reclaimer), each losing its least recently
+used pages. The bookkeeping is done under the lock; the real cost
 (`PageCrypto.swap`) is paid afterwards, outside it, by the faulting process.
 Enclaves whose process is gone are reaped, so a crash does not leak EPC.
 """
@@ -45,7 +45,7 @@ _HEADER = np.dtype(
         ("total_pages", "<u4"),
         ("usable_pages", "<u4"),
         ("slots", "<u4"),
-        ("reserved", "<u4"),
+        ("reserved", "<u4"),  # round-robin cursor of the eviction
         ("clock", "<u8"),
         ("paged_in", "<u8"),
         ("paged_out", "<u8"),
@@ -210,13 +210,9 @@ class EpcPool:
         need = missing.size - free.size
         victims = np.empty(0, np.int64)
         if need > 0:
-            candidates = np.flatnonzero((self._stamp != now) & (self._owner >= 0))
-            take = min(need, candidates.size)
-            if take > 0:
-                order = np.argpartition(self._stamp[candidates], take - 1)[:take]
-                victims = candidates[order]
-                out = np.bincount(self._owner[victims], minlength=self._slots.size)
-                self._slots["paged_out"] += out.astype(np.uint64)
+            victims = self._victims(need, now)
+            out = np.bincount(self._owner[victims], minlength=self._slots.size)
+            self._slots["paged_out"] += out.astype(np.uint64)
         frames = np.concatenate([free, victims])
         placed = missing[missing.size - frames.size :]
         self._owner[frames], self._vpage[frames], self._stamp[frames] = slot, placed, now
@@ -228,6 +224,41 @@ class EpcPool:
         self._header["paged_in"] += missing.size
         self._header["paged_out"] += paged_out
         return TouchResult(int(missing.size), int(paged_out))
+
+    def _victims(self, need: int, now: np.uint64) -> np.ndarray[Any, Any]:
+        """Up to `need` frames to evict: enclaves in turn, each its least recently used.
+
+        Like the isgx driver, which takes enclaves round robin and evicts a batch
+        from each, an enclave in active use is not spared: under pressure every
+        enclave loses pages, so interference reaches the model servers. Pages of
+        the current touch are never chosen.
+        """
+        candidates = np.flatnonzero((self._stamp != now) & (self._owner >= 0))
+        owners = self._owner[candidates]
+        room = np.bincount(owners, minlength=self._slots.size)
+        share = np.zeros_like(room)
+        active = np.flatnonzero(room)
+        start = int(self._header["reserved"][0]) % self._slots.size
+        active = np.concatenate([active[active >= start], active[active < start]])
+        remaining = need
+        while remaining > 0:
+            per = max(1, remaining // max(1, active.size))
+            progressed = False
+            for slot in active:
+                take = min(int(room[slot] - share[slot]), per, remaining)
+                if take > 0:
+                    share[slot] += take
+                    remaining -= take
+                    progressed = True
+                    self._header["reserved"] = slot + 1  # the round-robin cursor
+            if not progressed:
+                break
+        chosen = []
+        for slot in np.flatnonzero(share):
+            frames = candidates[owners == slot]
+            k = int(share[slot])
+            chosen.append(frames[np.argpartition(self._stamp[frames], k - 1)[:k]])
+        return np.concatenate(chosen) if chosen else np.empty(0, np.int64)
 
     def _free_slot(self, slot: int) -> None:
         self._owner[self._owner == slot] = -1

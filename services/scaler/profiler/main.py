@@ -12,6 +12,7 @@ import functools
 import sys
 from pathlib import Path
 
+from services.scaler.epc.paging import DEFAULT_EXTRA_DELAY_US, PagingCost
 from services.scaler.epc.pool import MIB, EpcPool, pool_path
 from services.scaler.profile import DEFAULT_SLOS_MS
 from services.scaler.profiler import plot, runner
@@ -27,12 +28,18 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, runner.Plan]:
     p.add_argument("--slo-ms", type=float, help="p99 SLO; default: the paper's for the model")
     p.add_argument("--requests", type=int, default=2000, help="requests per step")
     p.add_argument("--rates-mib-s", default=DEFAULT_RATES, help="stressor touch rates per step")
-    p.add_argument("--stressor-mib", type=int, help="stressor size; default: the usable EPC")
+    p.add_argument("--stressor-mib", type=int, help="stressor size; default 1.5x the usable EPC")
     p.add_argument("--usable-mib", type=float, default=93.5, help="usable EPC of a new pool")
     p.add_argument("--node", default="profile-node")
     p.add_argument("--state-dir", type=Path, required=True, help="holds epc/<node>.pool")
     p.add_argument("--out", type=Path, required=True, help="directory for JSON and PNG")
     p.add_argument("--warmup-s", type=float, default=1.0)
+    p.add_argument(
+        "--extra-delay-us",
+        type=float,
+        default=DEFAULT_EXTRA_DELAY_US,
+        help="calibrated delay per paged 4 KiB page, replica and stressor (docs/epc.md)",
+    )
     a = p.parse_args(argv)
     slo = a.slo_ms if a.slo_ms is not None else DEFAULT_SLOS_MS.get(a.model)
     if slo is None or slo <= 0:
@@ -43,7 +50,9 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, runner.Plan]:
         p.error("--rates-mib-s is a comma-separated list of numbers")
     if a.requests < 1 or any(r < 0 for r in rates):
         p.error("--requests must be positive and rates non-negative")
-    stressor = a.stressor_mib or int(a.usable_mib)
+    # Larger than the EPC, so every cyclic touch of the stressor misses and the node's
+    # paging follows the touch rate (stress-SGX oversubscribing the EPC).
+    stressor = a.stressor_mib or int(a.usable_mib * 1.5)
     return a, runner.Plan(a.model, slo, rates, a.requests, stressor, a.warmup_s)
 
 
@@ -51,11 +60,13 @@ def main(argv: list[str]) -> int:
     args, plan = parse(argv)
     log = logs.configure("profiler", simulated=True)
     usable = int(args.usable_mib * MIB) // 4096 * 4096
-    pool = EpcPool(pool_path(args.state_dir, args.node), args.node, max(usable, 128 * MIB), usable)
+    cost = PagingCost(args.extra_delay_us)
+    path = pool_path(args.state_dir, args.node)
+    pool = EpcPool(path, args.node, max(usable, 128 * MIB), usable, cost=cost)
     replica = runner.LocalReplica(args.model_file, pool, f"{args.node}/profile-{args.model}")
     log.info("%s: working set %.1f MiB", args.model, replica.working_set_bytes / MIB)
     interference = functools.partial(
-        runner.stressor_process, args.node, args.state_dir, plan.stressor_mib
+        runner.stressor_process, args.node, args.state_dir, plan.stressor_mib, cost
     )
     profile = runner.run(plan, replica, pool, interference)
     replica.memory.close()

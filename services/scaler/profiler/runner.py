@@ -25,6 +25,7 @@ import numpy as np
 
 from services.model_server.runtime import InterpreterPool
 from services.scaler.epc.enclave_memory import SimEnclaveMemory, resident_bytes, working_set
+from services.scaler.epc.paging import PagingCost
 from services.scaler.epc.pool import EpcPool
 from services.scaler.epc.snapshot import PAGE_SIZE
 from services.scaler.profile import Profile, Step
@@ -69,7 +70,9 @@ class Plan:
 
 
 @contextmanager
-def stressor_process(node: str, state_dir: Path, mib: int, rate_mib_s: float) -> Iterator[None]:
+def stressor_process(
+    node: str, state_dir: Path, mib: int, cost: PagingCost, rate_mib_s: float
+) -> Iterator[None]:
     """A real `epc-stressor` process for the duration of a step (none at rate 0)."""
     if rate_mib_s <= 0:
         yield
@@ -77,7 +80,8 @@ def stressor_process(node: str, state_dir: Path, mib: int, rate_mib_s: float) ->
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
     proc = subprocess.Popen(
         [sys.executable, "-m", "services.scaler.stressor.main", "--node", node,
-         "--state-dir", str(state_dir), "--mib", str(mib), "--rate-mib-s", str(rate_mib_s)],
+         "--state-dir", str(state_dir), "--mib", str(mib), "--rate-mib-s", str(rate_mib_s),
+         "--extra-delay-us", str(cost.extra_delay_us)],
         stdout=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
     try:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from services.scaler.epc.pool import MIB, EpcPool
 from services.scaler.epc.snapshot import PAGE_SIZE
 
-TICK_SECONDS = 0.05
+TICK_SECONDS = 0.02  # short ticks: interference spread in time, not in bursts
 
 
 @dataclass(frozen=True)
