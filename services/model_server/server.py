@@ -74,10 +74,12 @@ class RunningServer:
     identity: client.InstanceIdentity
     registry: repository.Registry
     stop_event: threading.Event
+    epc: enclave_memory.EnclaveMemory
 
     def stop(self, grace: float = 2.0) -> None:
         self.stop_event.set()
         self.server.stop(grace).wait()
+        self.epc.close()
 
 
 def _provision(config: ServerConfig) -> tuple[client.TrustedAcs, client.InstanceIdentity]:
@@ -197,4 +199,4 @@ def start(config: ServerConfig) -> RunningServer:
         port,
         ident.generation,
     )
-    return RunningServer(server, port, ident, registry, stop)
+    return RunningServer(server, port, ident, registry, stop, epc)

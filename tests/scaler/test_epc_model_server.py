@@ -46,4 +46,5 @@ def test_replica_registers_and_pages_its_working_set_back_per_inference(tmp_path
         after = view.snapshot()
         assert (after.paged_in or 0) - before == replica.working_set_bytes // 4096
         assert after.enclaves[0].resident_pages * 4096 == replica.working_set_bytes
+    assert [e.name for e in view.snapshot().enclaves] == ["hog"]  # stop released the replica
     view.close()

@@ -27,11 +27,17 @@ class EnclaveMemory(Protocol):
     def touch(self) -> None:
         """Called once per unit of work (an inference)."""
 
+    def close(self) -> None:
+        """The enclave is destroyed: its EPC is released."""
+
 
 class NoEpc:
     """Hardware, or EPC simulation off: the real EPC does the accounting."""
 
     def touch(self) -> None:
+        return None
+
+    def close(self) -> None:
         return None
 
 

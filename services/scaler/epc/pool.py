@@ -45,7 +45,7 @@ _HEADER = np.dtype(
         ("total_pages", "<u4"),
         ("usable_pages", "<u4"),
         ("slots", "<u4"),
-        ("reserved", "<u4"),  # round-robin cursor of the eviction
+        ("evict_cursor", "<u4"),  # round robin over enclave slots
         ("clock", "<u8"),
         ("paged_in", "<u8"),
         ("paged_out", "<u8"),
@@ -238,7 +238,7 @@ class EpcPool:
         room = np.bincount(owners, minlength=self._slots.size)
         share = np.zeros_like(room)
         active = np.flatnonzero(room)
-        start = int(self._header["reserved"][0]) % self._slots.size
+        start = int(self._header["evict_cursor"][0]) % self._slots.size
         active = np.concatenate([active[active >= start], active[active < start]])
         remaining = need
         while remaining > 0:
@@ -250,7 +250,7 @@ class EpcPool:
                     share[slot] += take
                     remaining -= take
                     progressed = True
-                    self._header["reserved"] = slot + 1  # the round-robin cursor
+                    self._header["evict_cursor"] = slot + 1
             if not progressed:
                 break
         chosen = []

@@ -19,12 +19,13 @@ from services.scaler.profiler import plot, runner
 from services.telemetry import logs
 
 DEFAULT_RATES = "0,4,8,16,32,64"
+ZOO = Path(__file__).absolute().parents[3] / "services" / "model_server" / "zoo"
 
 
 def parse(argv: list[str]) -> tuple[argparse.Namespace, runner.Plan]:
     p = argparse.ArgumentParser(prog="profiler", description=__doc__)
     p.add_argument("--model", required=True, help="model name, e.g. mobilenet_v1_f32")
-    p.add_argument("--model-file", type=Path, required=True, help="the model's .tflite")
+    p.add_argument("--model-file", type=Path, help="the model's .tflite; default: the zoo's")
     p.add_argument("--slo-ms", type=float, help="p99 SLO; default: the paper's for the model")
     p.add_argument("--requests", type=int, default=2000, help="requests per step")
     p.add_argument("--rates-mib-s", default=DEFAULT_RATES, help="stressor touch rates per step")
@@ -53,6 +54,10 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, runner.Plan]:
     # Larger than the EPC, so every cyclic touch of the stressor misses and the node's
     # paging follows the touch rate (stress-SGX oversubscribing the EPC).
     stressor = a.stressor_mib or int(a.usable_mib * 1.5)
+    if a.model_file is None:
+        a.model_file = ZOO / f"{a.model}.tflite"
+    if not a.model_file.is_file():
+        p.error(f"no model file {a.model_file}; give --model-file")
     return a, runner.Plan(a.model, slo, rates, a.requests, stressor, a.warmup_s)
 
 
