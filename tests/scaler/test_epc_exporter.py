@@ -81,11 +81,13 @@ def test_hardware_exporter_reads_the_oot_driver_files() -> None:
 def test_inkernel_exporter_has_no_paging_series() -> None:
     args = ["--node", "sgx-2", "--source", "sgx-inkernel"]
     args += ["--sys", str(DATA / "inkernel/sys"), "--cgroup", str(DATA / "inkernel/cgroup")]
+    args += ["--proc", str(DATA / "inkernel/proc")]
     with exporter(*args) as url:
         samples = scrape(url)
     names = {name for name, _ in samples}
     assert ("s3ml_epc_size_bytes", (("node", "sgx-2"),)) in samples
     assert "s3ml_epc_pages_paged_in_total" not in names  # absent, not a misleading 0
+    assert samples[("s3ml_epc_foreign_enclaves", (("node", "sgx-2"),))] == 1
 
 
 def test_broken_source_exports_nothing_and_the_server_survives(tmp_path: Path) -> None:

@@ -40,8 +40,14 @@ def test_oot_module_parameters_when_proc_file_absent() -> None:
 
 
 def test_inkernel_sums_numa_nodes_and_reads_misc_cgroup() -> None:
-    source = hardware.InKernelSource("node-3", DATA / "inkernel/sys", DATA / "inkernel/cgroup")
+    source = hardware.InKernelSource(
+        "node-3", DATA / "inkernel/sys", DATA / "inkernel/cgroup", DATA / "inkernel/proc"
+    )
     snap = source.snapshot()
+    assert [(e.pid, e.kind, e.working_set_bytes) for e in snap.enclaves] == [
+        (5001, "model_server", 0x10000000 + 0x1000),
+        (5002, "stressor", 0x8000000),
+    ]
     assert snap.epc_bytes == 67108864 + 31457280
     assert snap.pages_in_use == 40960000 // 4096
     assert snap.paged_in is None
@@ -123,6 +129,12 @@ def test_misc_line(text: str, expected: int | None) -> None:
 def test_malformed_misc_line(text: str, message: str) -> None:
     with pytest.raises(EpcFormatError, match=message):
         hardware.parse_misc_line(text, "misc.current")
+
+
+def test_malformed_enclave_mapping() -> None:
+    maps = "zz-7f00 rw-s 00000000 00:06 5 /dev/sgx_enclave\n"
+    with pytest.raises(EpcFormatError, match="bad address range"):
+        hardware.parse_enclave_mappings(maps, "maps")
 
 
 def test_malformed_total_bytes() -> None:

@@ -12,7 +12,9 @@ Formats (fixtures in tests/scaler/testdata/, docs/epc.md):
   naming the columns; without a header the columns are `pid eid size epc_pages`.
 - In-kernel driver (Linux >= 5.11): `/sys/devices/system/node/node*/x86/sgx_total_bytes`
   (EPC bytes per NUMA node) and the misc cgroup's `misc.capacity` / `misc.current` /
-  `misc.max` lines `sgx_epc <bytes>` (`max` for no limit). It has no paging counter.
+  `misc.max` lines `sgx_epc <bytes>` (`max` for no limit). It has no paging counter and
+  no enclave list: enclaves are found as processes mapping `/dev/sgx_enclave` in
+  `/proc/<pid>/maps` (one per process; the mapped range is an upper bound of its EPC).
 """
 
 from __future__ import annotations
@@ -150,12 +152,27 @@ def parse_total_bytes(texts: list[str]) -> int:
 
 
 Classifier = Callable[[int], str]
+_ENCLAVE_DEVICES = ("/dev/sgx_enclave", "/dev/sgx/enclave", "/dev/isgx")
 
 
-def classify_by_cmdline(pid: int) -> str:
+def parse_enclave_mappings(maps: str, source: str) -> int:
+    """Bytes of a process's address space mapped from the SGX enclave device."""
+    total = 0
+    for line in maps.splitlines():
+        fields = line.split()
+        if len(fields) >= 6 and fields[5] in _ENCLAVE_DEVICES:
+            start, sep, end = fields[0].partition("-")
+            try:
+                total += int(end, 16) - int(start, 16)
+            except ValueError as err:
+                raise EpcFormatError(f"{source}: bad address range {fields[0]!r}") from err
+    return total
+
+
+def classify_by_cmdline(pid: int, proc: Path = Path("/proc")) -> str:
     """Enclave kind from its process's command line (hardware: no registration)."""
     try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+        cmdline = (proc / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ")
     except OSError:
         return "other"
     for marker, kind in ((b"model_server", "model_server"), (b"model-server", "model_server"),
@@ -215,9 +232,26 @@ class InKernelSource:
     """EPC of a node on the upstream driver: capacity and usage, no paging counters."""
 
     def __init__(
-        self, node: str, sys: Path = Path("/sys"), cgroup: Path = Path("/sys/fs/cgroup")
+        self,
+        node: str,
+        sys: Path = Path("/sys"),
+        cgroup: Path = Path("/sys/fs/cgroup"),
+        proc: Path = Path("/proc"),
     ) -> None:
-        self._node, self._sys, self._cgroup = node, sys, cgroup
+        self._node, self._sys, self._cgroup, self._proc = node, sys, cgroup, proc
+
+    def enclaves(self) -> tuple[Enclave, ...]:
+        found = []
+        for maps in sorted(self._proc.glob("[0-9]*/maps")):
+            try:
+                size = parse_enclave_mappings(maps.read_text(), str(maps))
+            except OSError:
+                continue  # the process exited, or is not ours to read
+            if size:
+                pid = int(maps.parent.name)
+                kind = classify_by_cmdline(pid, self._proc)
+                found.append(Enclave(f"pid-{pid}", kind, pid, size, 0))
+        return tuple(found)
 
     def misc(self) -> MiscCgroup:
         def read(name: str) -> int | None:
@@ -238,6 +272,6 @@ class InKernelSource:
             pages_in_use=(misc.current or 0) // PAGE_SIZE,
             paged_in=None,
             paged_out=None,
-            enclaves=(),
+            enclaves=self.enclaves(),
             simulated=False,
         )

@@ -55,7 +55,7 @@ def make_source(config: ExporterConfig) -> EpcSource:
         return EpcPool(pool_path(config.state_dir, config.node), config.node)
     if config.source == "sgx-oot":
         return OotSource(config.node, config.proc, config.sys / "module/isgx/parameters")
-    return InKernelSource(config.node, config.sys, config.cgroup)
+    return InKernelSource(config.node, config.sys, config.cgroup, config.proc)
 
 
 def main(argv: list[str]) -> int:
