@@ -161,7 +161,7 @@ def parse_enclave_mappings(maps: str, source: str) -> int:
     for line in maps.splitlines():
         fields = line.split()
         if len(fields) >= 6 and fields[5] in _ENCLAVE_DEVICES:
-            start, sep, end = fields[0].partition("-")
+            start, _, end = fields[0].partition("-")
             try:
                 total += int(end, 16) - int(start, 16)
             except ValueError as err:
