@@ -33,6 +33,7 @@ from services.model_server.api import CODES, Admission, Identity, InferenceServi
 from services.model_server.config import ServerConfig
 from services.rpc.status import ErrorMappingInterceptor
 from services.scaler.epc import enclave_memory
+from services.scaler.epc.errors import EpcError
 from services.scaler.epc.paging import PagingCost
 from services.scaler.epc.pool import EpcPool
 
@@ -132,8 +133,12 @@ def _epc(config: ServerConfig, rss_before: int) -> enclave_memory.EnclaveMemory:
     )
     size = enclave_memory.working_set(rss_before, enclave_memory.resident_bytes(), models)
     log.info("EPC working set %.1f MiB in pool %s", size / 2**20, config.epc_pool)
-    pool = EpcPool(config.epc_pool, config.node, cost=PagingCost(config.epc_extra_delay_us))
-    return enclave_memory.SimEnclaveMemory.register(pool, f"{config.node}/{config.replica}", size)
+    try:
+        pool = EpcPool(config.epc_pool, config.node, cost=PagingCost(config.epc_extra_delay_us))
+        name = f"{config.node}/{config.replica}"
+        return enclave_memory.SimEnclaveMemory.register(pool, name, size)
+    except (EpcError, OSError) as err:
+        raise StartupError(f"cannot account EPC in {config.epc_pool}: {err}") from err
 
 
 def _refresh_crl(
