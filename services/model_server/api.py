@@ -29,6 +29,7 @@ from services.model_server.errors import (
 from services.model_server.repository import LoadedModel, Registry
 from services.model_server.tensor_spec import TensorSpec
 from services.rpc.status import CodeTable
+from services.scaler.epc.enclave_memory import EnclaveMemory, NoEpc
 
 CODES: CodeTable = [
     (ModelNotFoundError, grpc.StatusCode.NOT_FOUND),
@@ -92,9 +93,15 @@ class Admission:
 
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     def __init__(
-        self, registry: Registry, admission: Admission, me: Identity, max_batch: int
+        self,
+        registry: Registry,
+        admission: Admission,
+        me: Identity,
+        max_batch: int,
+        epc: EnclaveMemory | None = None,
     ) -> None:
         self._registry = registry
+        self._epc = epc or NoEpc()
         self._admission = admission
         self._me = me
         self._max_batch = max_batch
@@ -179,6 +186,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             remaining = None  # no deadline set: gRPC reports "infinity"
         self._admission.enter()
         try:
+            self._epc.touch()  # sim EPC: page the working set in, paying the cost
             outputs = model.pool.run(inputs, remaining)
         finally:
             self._admission.leave()

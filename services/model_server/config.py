@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from services.attest.config import PLATFORMS
+from services.scaler.epc.paging import DEFAULT_EXTRA_DELAY_US
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,8 @@ class ServerConfig:
     metrics_listen: str
     otlp_endpoint: str
     trace_file: Path | None
+    epc_pool: Path | None = None
+    epc_extra_delay_us: float = DEFAULT_EXTRA_DELAY_US
 
     @property
     def simulated(self) -> bool:
@@ -68,6 +71,17 @@ def parse(argv: list[str]) -> ServerConfig:
     p.add_argument("--metrics-listen", default="")
     p.add_argument("--otlp-endpoint", default="")
     p.add_argument("--trace-file", type=Path)
+    p.add_argument(
+        "--epc-pool",
+        type=Path,
+        help="sim only: the node's EPC pool file (<state>/epc/<node>.pool) to account in",
+    )
+    p.add_argument(
+        "--epc-extra-delay-us",
+        type=float,
+        default=DEFAULT_EXTRA_DELAY_US,
+        help="sim EPC: calibrated delay per paged 4 KiB page (docs/epc.md)",
+    )
     a = p.parse_args(argv)
     if a.acs_mrenclave_file:
         mrenclave = a.acs_mrenclave_file.read_text().strip()
@@ -75,6 +89,8 @@ def parse(argv: list[str]) -> ServerConfig:
         mrenclave = a.acs_mrenclave
     else:
         p.error("give --acs-mrenclave or --acs-mrenclave-file: the ACS must be pinned")
+    if a.epc_pool and a.platform != "sim":
+        p.error("--epc-pool is for the simulated platform; on SGX the real EPC is used")
     if a.processes > 1 and a.listen.endswith(":0"):
         p.error("--processes > 1 needs a fixed port in --listen (the processes share it)")
     for name, value, low, high in (
@@ -108,4 +124,6 @@ def parse(argv: list[str]) -> ServerConfig:
         metrics_listen=a.metrics_listen,
         otlp_endpoint=a.otlp_endpoint,
         trace_file=a.trace_file,
+        epc_pool=a.epc_pool,
+        epc_extra_delay_us=a.epc_extra_delay_us,
     )

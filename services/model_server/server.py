@@ -33,6 +33,10 @@ from services.model_server import repository
 from services.model_server.api import CODES, Admission, Identity, InferenceServicer
 from services.model_server.config import ServerConfig
 from services.rpc.status import ErrorMappingInterceptor
+from services.scaler.epc import enclave_memory
+from services.scaler.epc.errors import EpcError
+from services.scaler.epc.paging import PagingCost
+from services.scaler.epc.pool import EpcPool
 from services.telemetry.propagation import ServerTracing
 
 log = logging.getLogger("model-server")
@@ -73,10 +77,12 @@ class RunningServer:
     identity: client.InstanceIdentity
     registry: repository.Registry
     stop_event: threading.Event
+    epc: enclave_memory.EnclaveMemory
 
     def stop(self, grace: float = 2.0) -> None:
         self.stop_event.set()
         self.server.stop(grace).wait()
+        self.epc.close()
 
 
 def _provision(config: ServerConfig) -> tuple[client.TrustedAcs, client.InstanceIdentity]:
@@ -120,6 +126,23 @@ def _load_models(config: ServerConfig, ident: client.InstanceIdentity) -> reposi
     return repository.Registry(loaded)
 
 
+def _epc(config: ServerConfig, rss_before: int) -> enclave_memory.EnclaveMemory:
+    """Sim: account this replica's working set in its node's shared EPC pool."""
+    if config.epc_pool is None:
+        return enclave_memory.NoEpc()
+    models = sum(
+        p.stat().st_size for m in config.models for p in (config.models_dir / m).rglob("*.sealed")
+    )
+    size = enclave_memory.working_set(rss_before, enclave_memory.resident_bytes(), models)
+    log.info("EPC working set %.1f MiB in pool %s", size / 2**20, config.epc_pool)
+    try:
+        pool = EpcPool(config.epc_pool, config.node, cost=PagingCost(config.epc_extra_delay_us))
+        name = f"{config.node}/{config.replica}"
+        return enclave_memory.SimEnclaveMemory.register(pool, name, size)
+    except (EpcError, OSError) as err:
+        raise StartupError(f"cannot account EPC in {config.epc_pool}: {err}") from err
+
+
 def _refresh_crl(
     trusted: client.TrustedAcs,
     revocations: mtls.RevocationList,
@@ -154,7 +177,9 @@ def start(config: ServerConfig) -> RunningServer:
         "model_server.start", attributes=attributes
     ):
         trusted, ident = _provision(config)
+        rss_before = enclave_memory.resident_bytes()
         registry = _load_models(config, ident)
+    epc = _epc(config, rss_before)
     ca = x509.load_pem_x509_certificate(ident.ca_pem)
     revocations = mtls.RevocationList()
     revocations.update(ident.crl_pem, ca)
@@ -174,7 +199,7 @@ def start(config: ServerConfig) -> RunningServer:
         ],
     )
     pb_grpc.add_GRPCInferenceServiceServicer_to_server(
-        InferenceServicer(registry, admission, me, config.max_batch), server
+        InferenceServicer(registry, admission, me, config.max_batch, epc), server
     )
     creds = mtls.server_credentials(ident.service_chain_pem, ident.service_key_pem, ident.ca_pem)
     port = server.add_secure_port(config.listen, creds)
@@ -191,4 +216,4 @@ def start(config: ServerConfig) -> RunningServer:
         port,
         ident.generation,
     )
-    return RunningServer(server, port, ident, registry, stop)
+    return RunningServer(server, port, ident, registry, stop, epc)
