@@ -66,6 +66,9 @@ class Cluster:
     def agent_metrics_port(self, node: int) -> int:
         return self.metrics_port - 10 - node
 
+    def epc_exporter_port(self, node: int) -> int:
+        return self.metrics_port - 20 - node
+
     def ports(self) -> dict[str, int]:
         """Every port the cluster listens on, by what listens there."""
         named = {
@@ -76,6 +79,7 @@ class Cluster:
         for node in range(self.nodes):
             named[f"host agent node-{node}"] = self.agent_port + node
             named[f"host agent node-{node} metrics"] = self.agent_metrics_port(node)
+            named[f"EPC exporter node-{node}"] = self.epc_exporter_port(node)
         for model in self.models:
             named[f"HAProxy frontend {model}"] = self.frontend(model)
         for r in self.replicas():

@@ -69,9 +69,9 @@ def endpoints(cluster: Cluster, state: Path) -> str:
         "haproxy": f"http://127.0.0.1:{cluster.haproxy_metrics_port}/healthz",
         "prometheus": f"http://127.0.0.1:{cluster.prometheus_port}/-/ready",
     }
-    components |= {
-        f"host-agent node-{n}": health(cluster.agent_metrics_port(n)) for n in range(cluster.nodes)
-    }
+    for n in range(cluster.nodes):
+        components[f"host-agent node-{n}"] = health(cluster.agent_metrics_port(n))
+        components[f"epc-exporter node-{n}"] = health(cluster.epc_exporter_port(n))
     document = {
         "platform": "sim",
         "replicas": replicas,
@@ -90,6 +90,7 @@ def prometheus(cluster: Cluster) -> str:
         "verifier": [cluster.verifier_metrics_port],
         "host-agent": [cluster.agent_metrics_port(n) for n in range(cluster.nodes)],
         "haproxy": [cluster.haproxy_metrics_port],
+        "epc-exporter": [cluster.epc_exporter_port(n) for n in range(cluster.nodes)],
     }
     lines = ["global:", "  scrape_interval: 5s", "scrape_configs:"]
     for job, ports in jobs.items():

@@ -119,6 +119,11 @@ def start_all(
         sorted((WORKSPACE / "services" / "model_server").glob("*.py")),
     )
     print("\n".join(verdicts))
+    for node in range(cluster.nodes):  # the node's simulated EPC, as its SGX driver would report it
+        sup.start(f"epc-exporter-node-{node}", [
+            str(binaries["epc_exporter"]), "--node", f"node-{node}", "--source", "sim",
+            "--state-dir", str(state), "--listen", f"127.0.0.1:{cluster.epc_exporter_port(node)}",
+        ])  # fmt: skip
     acs = client.connect(f"127.0.0.1:{cluster.acs_port}", _pin(sim), utcnow)
     provision(cluster, state, acs)
     acs_mrenclave = (MANIFESTS / "acs.mrenclave").read_text().strip()
@@ -129,6 +134,7 @@ def start_all(
             "--acs", f"127.0.0.1:{cluster.acs_port}", "--acs-mrenclave", acs_mrenclave, "--sim-dir", str(sim),
             "--node", f"node-{replica.node}", "--replica", replica.name,
             "--pool", str(cluster.pool), "--threads", str(cluster.threads),
+            "--epc-pool", str(state / "epc" / f"node-{replica.node}.pool"),
             "--metrics-listen", f"127.0.0.1:{replica.metrics_port}",
             *cluster.trace_flags(state, replica.name),
         ])  # fmt: skip
@@ -176,6 +182,7 @@ s3ml local cluster is up. {SIM_WARNING}
   replicas       {cluster.nodes} emulated nodes x {len(cluster.models)} models = {len(cluster.replicas())} attested model servers
   host integrity TPM/IMA verifier 127.0.0.1:{cluster.verifier_port}; host agents 127.0.0.1:{cluster.agent_port}+n (one swtpm per node)
   Prometheus     http://127.0.0.1:{cluster.prometheus_port}
+  EPC            simulated per node (93.5 MiB usable, real AES-GCM paging cost); exporters 127.0.0.1:{cluster.epc_exporter_port(0)}-n
   state          {state} (sealed ACS state, sealed models, demo client certificate in client/)
   logs, traces   {state / "logs"}, {state / "traces"} (one trace per request, client to replica)
   health         /metrics, /healthz, /readyz on every component (endpoints.json lists them)
@@ -228,6 +235,7 @@ def main() -> int:
             "model_server": args.model_server_binary,
             "host_agent": WORKSPACE / "services" / "policy" / "host_agent",
             "verifier": WORKSPACE / "services" / "policy" / "verifier",
+            "epc_exporter": WORKSPACE / "services" / "scaler" / "exporter" / "exporter",
         }
         acs = start_all(cluster, state, sup, binaries)
         print(demo_inference(cluster, state, acs, image))

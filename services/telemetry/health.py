@@ -11,7 +11,7 @@ import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 
 
 class Health:
@@ -48,12 +48,12 @@ class Health:
         return (200 if ok else 503), json.dumps(body).encode() + b"\n"
 
 
-def _handler(health: Health) -> type[BaseHTTPRequestHandler]:
+def _handler(health: Health, registry: CollectorRegistry) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
             if path == "/metrics":
-                self._send(200, CONTENT_TYPE_LATEST, generate_latest(REGISTRY))
+                self._send(200, CONTENT_TYPE_LATEST, generate_latest(registry))
             elif path in ("/healthz", "/readyz"):
                 code, body = health.document(path[1:])
                 self._send(code, "application/json", body)
@@ -73,10 +73,12 @@ def _handler(health: Health) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-def serve(listen: str, health: Health) -> ThreadingHTTPServer:
-    """Serves the three paths on `host:port` from a daemon thread."""
+def serve(
+    listen: str, health: Health, registry: CollectorRegistry = REGISTRY
+) -> ThreadingHTTPServer:
+    """Serves the three paths on `host:port` (port 0: any) from a daemon thread."""
     host, _, port = listen.rpartition(":")
-    server = ThreadingHTTPServer((host or "127.0.0.1", int(port)), _handler(health))
+    server = ThreadingHTTPServer((host or "127.0.0.1", int(port)), _handler(health, registry))
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server

@@ -9,14 +9,14 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 
 from services.scaler.epc.errors import EpcError
 from services.scaler.epc.hardware import InKernelSource, OotSource
 from services.scaler.epc.pool import EpcPool, pool_path
 from services.scaler.epc.snapshot import EpcSource
 from services.scaler.exporter.collector import EpcCollector
-from services.telemetry import logs
+from services.telemetry import health, logs
 
 SOURCES = ("sim", "sgx-oot", "sgx-inkernel")
 
@@ -68,14 +68,15 @@ def main(argv: list[str]) -> int:
         return 2
     registry = CollectorRegistry(auto_describe=False)
     registry.register(EpcCollector(source))
-    host, _, port = config.listen.rpartition(":")
-    server, _ = start_http_server(int(port), addr=host or "127.0.0.1", registry=registry)
-    log.info("node %s: exporting EPC metrics from %s on port %d", config.node, config.source,
-             server.server_port)  # fmt: skip
+    probes = health.Health("epc-exporter", config.simulated)
+    server = health.serve(config.listen, probes, registry)
+    port = server.server_address[1]
+    log.info("node %s: exporting EPC metrics from %s on port %d", config.node, config.source, port)
+    probes.ready()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    print(f"READY port={server.server_port}", flush=True)
+    print(f"READY port={port}", flush=True)
     stop.wait()
     server.shutdown()
     return 0
