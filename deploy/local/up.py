@@ -106,11 +106,6 @@ def start_all(
     sim = state / "sim"
     if not (sim / "root.pem").exists():
         SimPki.create(sim)
-    sup.start("acs", [
-        str(binaries["acs"]), "--state-dir", str(state / "acs"), "--sim-dir", str(sim),
-        "--listen", f"127.0.0.1:{cluster.acs_port}", "--admin-listen", f"127.0.0.1:{cluster.acs_admin_port}",
-        "--metrics-listen", f"127.0.0.1:{cluster.acs_metrics_port}", *cluster.trace_flags(state, "acs"),
-    ])  # fmt: skip
     verdicts = nodes.start(
         cluster,
         state,
@@ -119,6 +114,12 @@ def start_all(
         sorted((WORKSPACE / "services" / "model_server").glob("*.py")),
     )
     print("\n".join(verdicts))
+    sup.start("acs", [
+        str(binaries["acs"]), "--state-dir", str(state / "acs"), "--sim-dir", str(sim),
+        "--listen", f"127.0.0.1:{cluster.acs_port}", "--admin-listen", f"127.0.0.1:{cluster.acs_admin_port}",
+        "--metrics-listen", f"127.0.0.1:{cluster.acs_metrics_port}", *cluster.trace_flags(state, "acs"),
+        "--verdict-key", str(state / "verifier" / "verdict-signing.pub.pem"),
+    ])  # fmt: skip
     for node in range(cluster.nodes):  # the node's simulated EPC, as its SGX driver would report it
         sup.start(f"epc-exporter-node-{node}", [
             str(binaries["epc_exporter"]), "--node", f"node-{node}", "--source", "sim",

@@ -32,6 +32,10 @@ def signing_key(path: Path) -> ec.EllipticCurvePrivateKey:
     key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     if not isinstance(key, ec.EllipticCurvePrivateKey):
         raise SystemExit(f"verifier: {path} is not an EC private key")
+    public = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    path.with_suffix(".pub.pem").write_bytes(public)  # for relying parties: the ACS's --verdict-key
     return key
 
 
