@@ -66,14 +66,16 @@ class RuntimeApi:
             if not ln or ln.startswith("#") or ln.strip() == "1":
                 continue
             row = dict(zip(cols, ln.split(), strict=False))
-            out.append(ServerState(
-                backend=row["be_name"],
-                server=row["srv_name"],
-                address=f"{row['srv_addr']}:{row['srv_port']}",
-                op_state=int(row["srv_op_state"]),
-                admin_state=int(row["srv_admin_state"]),
-                weight=int(row["srv_uweight"]),
-            ))
+            out.append(
+                ServerState(
+                    backend=row["be_name"],
+                    server=row["srv_name"],
+                    address=f"{row['srv_addr']}:{row['srv_port']}",
+                    op_state=int(row["srv_op_state"]),
+                    admin_state=int(row["srv_admin_state"]),
+                    weight=int(row["srv_uweight"]),
+                )
+            )
         return out
 
     def checked(self, line: str) -> None:
@@ -103,14 +105,16 @@ class HaproxyBackend:
             if not s.backend.endswith(BACKEND_SUFFIX):
                 continue
             model = s.backend[: -len(BACKEND_SUFFIX)]
-            eps.append(Endpoint(
-                id=f"{s.backend}/{s.server}",
-                model=model,
-                node=node_of(s.server, model),
-                address=s.address,
-                weight=s.weight,
-                healthy=s.op_state == _RUNNING and s.admin_state == 0,
-            ))
+            eps.append(
+                Endpoint(
+                    id=f"{s.backend}/{s.server}",
+                    model=model,
+                    node=node_of(s.server, model),
+                    address=s.address,
+                    weight=s.weight,
+                    healthy=s.op_state == _RUNNING and s.admin_state == 0,
+                )
+            )
         return eps
 
     def set_weight(self, endpoint_id: str, weight: int) -> None:

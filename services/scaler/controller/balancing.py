@@ -71,9 +71,13 @@ def _keep_one_in(
         keep = min(candidates, key=badness)
         after[keep] = replace(after[keep], weight=1)
         decisions.append(
-            Decision(now, "hold", after[keep].id,
-                     f"kept in rotation: every endpoint of {model} is interfered, "
-                     "this one is the least bad")
+            Decision(
+                now,
+                "hold",
+                after[keep].id,
+                f"kept in rotation: every endpoint of {model} is interfered, "
+                "this one is the least bad",
+            )
         )
     return decisions
 

@@ -75,6 +75,7 @@ class Controller:
         self._scaling: dict[str, scaling.ModelScaling] = {}
         self._decisions: collections.deque[Decision] = collections.deque(maxlen=MAX_DECISIONS)
         self._blind = False
+        self._holding: dict[str, str] = {}  # last "cannot scale" reason, logged once
         self._stop = threading.Event()
 
     # --- the loop -------------------------------------------------------
@@ -148,12 +149,15 @@ class Controller:
         after, decisions = balancing.step(
             before, self._nodes, self._slos, self._config.hysteresis, now
         )
-        for old, new in zip(before, after, strict=True):
+        for old, proposed in zip(before, after, strict=True):
+            new = proposed
             if new.weight != old.weight:
                 try:
                     self._backend.set_weight(new.id, new.weight)
                 except BackendError as err:
-                    decisions.append(Decision(now, "hold", new.id, f"backend refused weight: {err}"))
+                    decisions.append(
+                        Decision(now, "hold", new.id, f"backend refused weight: {err}")
+                    )
                     new = replace(new, weight=old.weight)
             self._endpoints[new.id] = new
             WEIGHT.labels(new.id, new.model).set(new.weight)
@@ -162,16 +166,17 @@ class Controller:
     def _autoscale(self, now: float, rps: Mapping[str, float]) -> list[Decision]:
         decisions = []
         eps = list(self._endpoints.values())
-        for model, st in sorted(self._scaling.items()):
+        for model, memory in sorted(self._scaling.items()):
             slo = self._slos.get(model)
             if slo is None:
                 continue
-            st, action = scaling.plan(
-                model, slo, st, eps, self._nodes, rps.get(model, 0.0), self._config.scaling, now
+            self._scaling[model], action = scaling.plan(
+                model, slo, memory, eps, self._nodes, rps.get(model, 0.0), self._config.scaling, now
             )
-            self._scaling[model] = st
-            if action is not None:
-                decisions.append(self._apply(action, now))
+            if action is None or self._holding.get(model) == action.reason:
+                continue
+            self._holding[model] = action.reason if action.kind == "hold" else ""
+            decisions.append(self._apply(action, now))
         return decisions
 
     def _apply(self, action: scaling.ScaleAction, now: float) -> Decision:
@@ -236,7 +241,9 @@ class Controller:
         with self._lock:
             slo = self._slos.get(model)
             if slo is None:
-                raise UnknownModelError(f"no model {model!r}; known: {', '.join(sorted(self._slos))}")
+                raise UnknownModelError(
+                    f"no model {model!r}; known: {', '.join(sorted(self._slos))}"
+                )
             if not slo.min_replicas <= replicas <= slo.max_replicas:
                 raise ValueError(
                     f"{model}: replicas must be within {slo.min_replicas}..{slo.max_replicas}"
@@ -254,7 +261,9 @@ class Controller:
                 mine.append(Endpoint(new_id, model, node.node, ""))
             for victim in sorted(mine, key=lambda e: (e.weight > 0, e.id))[: len(mine) - replicas]:
                 self._backend.scale_in(victim.id)
-                self._record([Decision(now, "scale_in", victim.id, f"operator: {replicas} replicas")])
+                self._record(
+                    [Decision(now, "scale_in", victim.id, f"operator: {replicas} replicas")]
+                )
             self._merge(self._backend.endpoints())
             return [e for e in self._endpoints.values() if e.model == model]
 

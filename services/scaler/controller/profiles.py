@@ -49,8 +49,7 @@ def load_slos(
     """SLOs for `models` (and any profiled model), profiles overriding the paper's."""
     template = defaults or ModelSlo("template", 100.0, DEFAULT_THRESHOLD_MB_PER_S)
     slos = {
-        m: replace(template, model=m, p99_ms=PAPER_SLO_MS.get(m, template.p99_ms))
-        for m in models
+        m: replace(template, model=m, p99_ms=PAPER_SLO_MS.get(m, template.p99_ms)) for m in models
     }
     for path in sorted(directory.glob("*.json")) if directory else []:
         model, slo, th = parse(path.read_text(), str(path))

@@ -69,8 +69,11 @@ class PrometheusSource:
                 out[key] = float(series["value"][1])
         return out
 
+    def _gauge(self, name: str) -> dict[str, float]:
+        return self._query(f"max by (node) ({name})", "node")
+
     def read(self) -> Snapshot:
-        gauge = lambda name: self._query(f"max by (node) ({name})", "node")  # noqa: E731
+        gauge = self._gauge
         paging = self._query(paging_query(self._window), "node")
         newest = self._query("max by (node) (timestamp(s3ml_epc_pages_in_use))", "node")
         size, used = gauge("s3ml_epc_size_bytes"), gauge("s3ml_epc_pages_in_use")
@@ -81,7 +84,11 @@ class PrometheusSource:
         now = self._clock()
         nodes = {}
         for node in sorted(set(paging) | set(newest) | set(size)):
-            values = [paging.get(node, math.nan), size.get(node, math.nan), used.get(node, math.nan)]
+            values = [
+                paging.get(node, math.nan),
+                size.get(node, math.nan),
+                used.get(node, math.nan),
+            ]
             fresh = (
                 all(math.isfinite(v) for v in values)
                 and now - newest.get(node, -math.inf) <= self._stale_after

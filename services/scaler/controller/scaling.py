@@ -51,13 +51,17 @@ def target_replicas(slo: ModelSlo, state: ModelScaling, rps: float, pol: Scaling
 
 
 def pick_node(
-    model: str, slo: ModelSlo, endpoints: Sequence[Endpoint], nodes: Mapping[str, NodeEpc],
+    model: str,
+    slo: ModelSlo,
+    endpoints: Sequence[Endpoint],
+    nodes: Mapping[str, NodeEpc],
     pol: ScalingPolicy,
 ) -> NodeEpc | None:
     """The fresh, calm node with the most free EPC, preferring nodes without this model."""
     hosting = {e.node for e in endpoints if e.model == model}
     fits = [
-        n for n in nodes.values()
+        n
+        for n in nodes.values()
         if n.fresh
         and n.free_bytes >= pol.replica_epc_bytes
         and n.paging_mb_per_s < slo.threshold_mb_per_s * pol.recover_fraction
@@ -99,12 +103,16 @@ def plan(
         node = pick_node(model, slo, mine, nodes, pol)
         if node is None:
             return state, ScaleAction(
-                "hold", model, model,
+                "hold",
+                model,
+                model,
                 f"{serving}/{target} replicas serving but no calm node has "
                 f"{pol.replica_epc_bytes >> 20} MiB of free EPC",
             )
         return ModelScaling(state.desired, now, 0), ScaleAction(
-            "scale_out", model, node.node,
+            "scale_out",
+            model,
+            node.node,
             f"{serving}/{target} replicas serving ({rps:.1f} req/s); node {node.node} has "
             f"{node.free_bytes >> 20} MiB free EPC",
         )
@@ -112,7 +120,9 @@ def plan(
         victim = _victim(mine, nodes)
         if victim is not None:
             return ModelScaling(state.desired, now, 0), ScaleAction(
-                "scale_in", model, victim.id,
+                "scale_in",
+                model,
+                victim.id,
                 f"{serving}/{target} replicas serving for {surplus} intervals "
                 f"({rps:.1f} req/s); removing {victim.id}",
             )

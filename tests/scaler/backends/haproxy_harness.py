@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
 import subprocess
 import threading
@@ -48,6 +49,14 @@ class DummyReplica:
         self.sock.close()
 
 
+def binary(name: str) -> str:
+    """Absolute path of a Debian-packaged tool the test needs."""
+    path = shutil.which(name)
+    if path is None:
+        raise RuntimeError(f"{name} is not installed (apt-get install {name})")
+    return path
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -78,12 +87,14 @@ def haproxy(tmp: Path, model: str, replicas: list[DummyReplica]) -> Iterator[tup
     sock, frontend = tmp / "haproxy.sock", free_port()
     cfg = tmp / "haproxy.cfg"
     cfg.write_text(config(sock, frontend, model, replicas))
-    proc = subprocess.Popen(["haproxy", "-f", str(cfg), "-db"], stderr=subprocess.PIPE)
+    proc = subprocess.Popen([binary("haproxy"), "-f", str(cfg), "-db"], stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 10
         while not sock.exists():
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"haproxy did not start: {proc.stderr.read() if proc.stderr else ''!r}")
+                raise RuntimeError(
+                    f"haproxy did not start: {proc.stderr.read() if proc.stderr else ''!r}"
+                )
             time.sleep(0.05)
         yield sock, frontend
     finally:

@@ -54,7 +54,9 @@ def state(api: RuntimeApi) -> dict[str, int]:
     return {f"{s.backend}/{s.server}": s.weight for s in api.servers()}
 
 
-def test_lists_endpoints_with_model_node_and_weight(cluster: tuple[RuntimeApi, int, list[DummyReplica]]) -> None:
+def test_lists_endpoints_with_model_node_and_weight(
+    cluster: tuple[RuntimeApi, int, list[DummyReplica]],
+) -> None:
     api, _, replicas = cluster
     eps = HaproxyBackend(api).endpoints()
     assert [(e.id, e.model, e.node, e.weight, e.healthy) for e in eps] == [
@@ -64,7 +66,9 @@ def test_lists_endpoints_with_model_node_and_weight(cluster: tuple[RuntimeApi, i
     assert [e.address for e in eps] == [r.address for r in replicas]
 
 
-def test_weight_zero_stops_traffic_and_one_restores_it(cluster: tuple[RuntimeApi, int, list[DummyReplica]]) -> None:
+def test_weight_zero_stops_traffic_and_one_restores_it(
+    cluster: tuple[RuntimeApi, int, list[DummyReplica]],
+) -> None:
     api, frontend, _ = cluster
     backend = HaproxyBackend(api)
     out = f"{MODEL}_replicas/node-0-{MODEL}"
@@ -76,7 +80,9 @@ def test_weight_zero_stops_traffic_and_one_restores_it(cluster: tuple[RuntimeApi
     assert {ask(frontend) for _ in range(8)} == {f"node-0-{MODEL}", f"node-1-{MODEL}"}
 
 
-def test_unknown_server_and_bad_ids_are_backend_errors(cluster: tuple[RuntimeApi, int, list[DummyReplica]]) -> None:
+def test_unknown_server_and_bad_ids_are_backend_errors(
+    cluster: tuple[RuntimeApi, int, list[DummyReplica]],
+) -> None:
     backend = HaproxyBackend(cluster[0])
     with pytest.raises(BackendError, match="refused"):
         backend.set_weight(f"{MODEL}_replicas/nope", 0)

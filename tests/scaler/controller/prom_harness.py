@@ -19,6 +19,8 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
+from tests.scaler.backends.haproxy_harness import binary
+
 EPC_BYTES = int(93.5 * (1 << 20))
 
 
@@ -76,9 +78,14 @@ def prometheus(tmp: Path, exporter_port: int) -> Iterator[str]:
         f"  - job_name: epc\n    static_configs:\n      - targets: ['127.0.0.1:{exporter_port}']\n"
     )
     proc = subprocess.Popen(
-        ["prometheus", f"--config.file={cfg}", f"--storage.tsdb.path={tmp / 'tsdb'}",
-         f"--web.listen-address=127.0.0.1:{port}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            binary("prometheus"),
+            f"--config.file={cfg}",
+            f"--storage.tsdb.path={tmp / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -91,7 +98,8 @@ def prometheus(tmp: Path, exporter_port: int) -> Iterator[str]:
 
 def _has_epc(url: str) -> bool:
     try:
-        with urllib.request.urlopen(f"{url}/api/v1/query?query=s3ml_epc_size_bytes", timeout=1) as r:
+        query = f"{url}/api/v1/query?query=s3ml_epc_size_bytes"
+        with urllib.request.urlopen(query, timeout=1) as r:  # noqa: S310 - loopback http
             return bool(json.loads(r.read())["data"]["result"])
     except OSError:
         return False

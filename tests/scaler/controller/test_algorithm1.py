@@ -16,7 +16,10 @@ def endpoints(n: int = 3) -> list[Endpoint]:
 
 
 def nodes(*paging: float, fresh: bool = True) -> dict[str, NodeEpc]:
-    return {f"node-{i}": NodeEpc(f"node-{i}", paging_mb_per_s=p, fresh=fresh) for i, p in enumerate(paging)}
+    return {
+        f"node-{i}": NodeEpc(f"node-{i}", paging_mb_per_s=p, fresh=fresh)
+        for i, p in enumerate(paging)
+    }
 
 
 def run(eps: list[Endpoint], *rounds: dict[str, NodeEpc]) -> list[Endpoint]:
@@ -65,7 +68,8 @@ def test_hovering_around_threshold_never_flaps() -> None:
         eps, _ = step(eps, ns, SLO, HYST, float(t))
         changes += eps[0].weight != last
         last = eps[0].weight
-    assert changes == 0 and last == 0
+    assert changes == 0
+    assert last == 0
 
 
 def test_all_nodes_interfered_keeps_the_least_bad_endpoint_in() -> None:
@@ -86,7 +90,8 @@ def test_nan_or_stale_node_holds_its_state() -> None:
     assert weights(held) == [0, 1, 1]
     assert held[0].counter == out[0].counter
     fresh_but_missing = run(endpoints(), *[nodes(80.0, 0, 0)] * 2, {"node-1": NodeEpc("node-1")})
-    assert fresh_but_missing[0].counter == 2 and fresh_but_missing[0].weight == 1
+    assert fresh_but_missing[0].counter == 2
+    assert fresh_but_missing[0].weight == 1
 
 
 def test_pinned_endpoint_is_left_alone() -> None:

@@ -47,7 +47,10 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
     exporter = Exporter(NODES)
     replicas = [DummyReplica(f"{n}-{MODEL}").start() for n in NODES]
     (tmp_path / "lb").mkdir()
-    with prometheus(tmp_path, exporter.port) as url, haproxy(tmp_path / "lb", MODEL, replicas) as (sock, _):
+    with (
+        prometheus(tmp_path, exporter.port) as url,
+        haproxy(tmp_path / "lb", MODEL, replicas) as (sock, _),
+    ):
         rig = Rig(exporter, url, RuntimeApi(sock))
         wait_for(lambda: all(n.fresh for n in rig.source.read().nodes.values()), 30, "rates")
         yield rig
@@ -64,16 +67,20 @@ def blind_gauge() -> float:
 
 def test_interference_takes_the_node_out_and_recovery_brings_it_back(rig: Rig) -> None:
     snap = rig.source.read()
-    assert sorted(snap.nodes) == NODES and all(n.fresh for n in snap.nodes.values())
+    assert sorted(snap.nodes) == NODES
+    assert all(n.fresh for n in snap.nodes.values())
     assert snap.nodes["node-1"].free_bytes == int(93.5 * (1 << 20)) - 2560 * 4096
     rig.exporter.interfere("node-1", 60.0)
     rig.tick_until(lambda: rig.weights() == {"0": 1, "1": 0, "2": 1}, 30, "node-1 out of rotation")
     status = rig.controller.status()
     assert not status.blind
     node1 = next(n for n in status.nodes if n.node == "node-1")
-    assert 30.0 < node1.paging_mb_per_s < 90.0 and node1.foreign_enclaves == 1
+    assert 30.0 < node1.paging_mb_per_s < 90.0
+    assert node1.foreign_enclaves == 1
     out = [d for d in status.decisions if d.action == "weight"]
-    assert len(out) == 1 and "node-1" in out[0].target and "out of rotation" in out[0].reason
+    assert len(out) == 1
+    assert "node-1" in out[0].target
+    assert "out of rotation" in out[0].reason
     rig.exporter.interfere("node-1", 0.0)
     rig.tick_until(lambda: rig.weights() == {"0": 1, "1": 1, "2": 1}, 30, "node-1 back")
     assert "back in rotation" in rig.controller.status().decisions[-1].reason
@@ -94,17 +101,19 @@ def test_prometheus_down_makes_it_blind_and_holds_weights(rig: Rig, tmp_path: Pa
     dead = PrometheusSource("http://127.0.0.1:1", timeout_s=0.5)
     with pytest.raises(MetricsUnavailableError):
         dead.read()
-    rig.controller._source = dead  # noqa: SLF001 - the same controller loses its Prometheus
+    rig.controller._source = dead
     rig.exporter.interfere("node-0", 0.0)
     for _ in range(5):
         rig.controller.tick()
     assert rig.weights() == {"0": 0, "1": 1, "2": 1}
     status = rig.controller.status()
-    assert status.blind and blind_gauge() == 1.0
+    assert status.blind
+    assert blind_gauge() == 1.0
     assert [d.action for d in status.decisions].count("blind") == 1
-    rig.controller._source = rig.source  # noqa: SLF001
+    rig.controller._source = rig.source
     rig.tick_until(lambda: rig.weights()["0"] == 1, 30, "node-0 back after sight returns")
-    assert not rig.controller.status().blind and blind_gauge() == 0.0
+    assert not rig.controller.status().blind
+    assert blind_gauge() == 0.0
 
 
 def test_missing_and_nan_metrics_hold(rig: Rig) -> None:
@@ -116,7 +125,8 @@ def test_missing_and_nan_metrics_hold(rig: Rig) -> None:
     for _ in range(4):
         rig.controller.tick()
     node2 = next(n for n in rig.controller.status().nodes if n.node == "node-2")
-    assert not node2.fresh and rig.weights()["2"] == 0, "NaN node must hold, not recover"
+    assert not node2.fresh, "NaN node must hold, not recover"
+    assert rig.weights()["2"] == 0, "NaN node must hold, not recover"
     for node in NODES:
         rig.exporter.size.remove(node)
         rig.exporter.in_use.remove(node)

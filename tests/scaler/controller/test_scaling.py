@@ -11,14 +11,17 @@ POL = ScalingPolicy(cooldown_s=10.0, scale_in_intervals=3, replica_epc_bytes=20 
 
 
 def node(name: str, paging: float = 0.0, used_mib: int = 0) -> NodeEpc:
-    return NodeEpc(name, epc_bytes=int(93.5 * MIB), pages_in_use=used_mib * 256, paging_mb_per_s=paging)
+    return NodeEpc(
+        name, epc_bytes=int(93.5 * MIB), pages_in_use=used_mib * 256, paging_mb_per_s=paging
+    )
 
 
 def test_scales_out_onto_the_calm_node_with_most_free_epc() -> None:
     eps = [Endpoint("a", "m", "n0", "", weight=0), Endpoint("b", "m", "n1", "")]
     nodes = {"n0": node("n0", 300.0), "n1": node("n1", used_mib=50), "n2": node("n2", used_mib=10)}
     st, action = plan("m", SLO, ModelScaling(2), eps, nodes, 0.0, POL, now=100.0)
-    assert action is not None and (action.kind, action.target) == ("scale_out", "n2")
+    assert action is not None
+    assert (action.kind, action.target) == ("scale_out", "n2")
     assert st.last_change == 100.0
     _, again = plan("m", SLO, st, eps, nodes, 0.0, POL, now=105.0)
     assert again is None, "cooldown must stop a second scale-out"
@@ -28,7 +31,9 @@ def test_no_free_epc_is_a_hold_with_a_reason() -> None:
     eps = [Endpoint("a", "m", "n0", "", weight=0), Endpoint("b", "m", "n1", "")]
     nodes = {"n0": node("n0", 300.0), "n1": node("n1", used_mib=80)}
     _, action = plan("m", SLO, ModelScaling(2), eps, nodes, 0.0, POL, now=100.0)
-    assert action is not None and action.kind == "hold" and "free EPC" in action.reason
+    assert action is not None
+    assert action.kind == "hold"
+    assert "free EPC" in action.reason
 
 
 def test_load_growth_scales_out_within_max() -> None:
@@ -36,13 +41,18 @@ def test_load_growth_scales_out_within_max() -> None:
     eps = [Endpoint(f"e{i}", "m", f"n{i}", "") for i in range(4)]
     nodes = {f"n{i}": node(f"n{i}") for i in range(5)}
     _, action = plan("m", SLO, ModelScaling(1), eps[:2], nodes, 35.0, pol, now=0.0)
-    assert action is not None and action.kind == "scale_out"
+    assert action is not None
+    assert action.kind == "scale_out"
     _, capped = plan("m", SLO, ModelScaling(1), eps, nodes, 1000.0, pol, now=0.0)
     assert capped is None
 
 
 def test_scale_in_only_after_sustained_surplus_and_never_the_last() -> None:
-    eps = [Endpoint("a", "m", "n0", ""), Endpoint("b", "m", "n1", "", weight=0), Endpoint("c", "m", "n2", "")]
+    eps = [
+        Endpoint("a", "m", "n0", ""),
+        Endpoint("b", "m", "n1", "", weight=0),
+        Endpoint("c", "m", "n2", ""),
+    ]
     nodes = {n: node(n) for n in ("n0", "n1", "n2")}
     st = ModelScaling(1)
     actions = []
@@ -50,12 +60,14 @@ def test_scale_in_only_after_sustained_surplus_and_never_the_last() -> None:
         st, action = plan("m", SLO, st, eps, nodes, 0.0, POL, now=100.0 + t)
         actions.append(action)
     assert actions[:2] == [None, None]
-    assert actions[2] is not None and (actions[2].kind, actions[2].target) == ("scale_in", "b")
+    assert actions[2] is not None
+    assert (actions[2].kind, actions[2].target) == ("scale_in", "b")
     with_pin = [Endpoint("p", "m", "n0", "", pinned=True), Endpoint("a", "m", "n1", "")]
     st, picked = ModelScaling(1), None
     for t in range(3):
         st, picked = plan("m", SLO, st, with_pin, nodes, 0.0, POL, now=200.0 + t)
-    assert picked is not None and picked.target == "a", "a pinned endpoint is never removed"
+    assert picked is not None, "a pinned endpoint is never removed"
+    assert picked.target == "a", "a pinned endpoint is never removed"
     only_pinned_serving = [Endpoint("p", "m", "n0", "", pinned=True), Endpoint("a", "m", "n1", "")]
     single = [only_pinned_serving[1]]
     st = ModelScaling(1)
