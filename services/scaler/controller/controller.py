@@ -259,7 +259,12 @@ class Controller:
                 new_id = self._backend.scale_out(model, node.node)
                 self._record([Decision(now, "scale_out", new_id, f"operator: {replicas} replicas")])
                 mine.append(Endpoint(new_id, model, node.node, ""))
-            for victim in sorted(mine, key=lambda e: (e.weight > 0, e.id))[: len(mine) - replicas]:
+            victims = scaling.removal_order(mine, self._nodes)[: max(0, len(mine) - replicas)]
+            if len(victims) < len(mine) - replicas:
+                raise ValueError(f"{model}: pinned endpoints cannot be removed; release them first")
+            if mine and not any(e.weight > 0 for e in mine if e not in victims):
+                raise LastEndpointError(f"{model}: that would leave no endpoint in rotation")
+            for victim in victims:
                 self._backend.scale_in(victim.id)
                 self._record(
                     [Decision(now, "scale_in", victim.id, f"operator: {replicas} replicas")]

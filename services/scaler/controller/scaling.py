@@ -69,13 +69,18 @@ def pick_node(
     return min(fits, key=lambda n: (n.node in hosting, -n.free_bytes, n.node), default=None)
 
 
-def _victim(mine: Sequence[Endpoint], nodes: Mapping[str, NodeEpc]) -> Endpoint | None:
+def removal_order(mine: Sequence[Endpoint], nodes: Mapping[str, NodeEpc]) -> list[Endpoint]:
+    """Unpinned endpoints, best to remove first: out of rotation, then most paging."""
+
     def worst(e: Endpoint) -> tuple[bool, float, str]:
         n = nodes.get(e.node)
         return (e.weight > 0, -(n.paging_mb_per_s if n else 0.0), e.id)
 
-    candidates = [e for e in mine if not e.pinned]
-    victim = min(candidates, key=worst, default=None)
+    return sorted((e for e in mine if not e.pinned), key=worst)
+
+
+def _victim(mine: Sequence[Endpoint], nodes: Mapping[str, NodeEpc]) -> Endpoint | None:
+    victim = next(iter(removal_order(mine, nodes)), None)
     serving_after = sum(1 for e in mine if e.weight > 0 and e is not victim)
     return victim if serving_after >= 1 else None
 
