@@ -54,7 +54,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--replica-capacity-rps", type=float, default=0.0, help="0: no load scaling")
     p.add_argument("--no-autoscale", action="store_true")
     p.add_argument("--listen", default="127.0.0.1:7700", help="gRPC s3ml.scaler.v1")
-    p.add_argument("--metrics-port", type=int, default=7701, help="0 disables /metrics")
+    p.add_argument("--metrics-listen", default="127.0.0.1:7701", help="HOST:PORT; '' disables")
     p.add_argument("--platform", choices=("sim", "sgx"), default="sim")
     return p
 
@@ -107,8 +107,9 @@ def main(argv: list[str]) -> int:
         controller = controller_for(args, backend_for(args))
     except (ValueError, OSError) as err:
         raise SystemExit(f"scaler: {err}") from err
-    if args.metrics_port:
-        start_http_server(args.metrics_port, addr="127.0.0.1")
+    if args.metrics_listen:
+        host, _, port = args.metrics_listen.rpartition(":")
+        start_http_server(int(port), addr=host)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=4), interceptors=[ErrorMappingInterceptor(CODES)]
     )

@@ -30,7 +30,7 @@ ROTATION = "s3ml.io/in-rotation"
 PREFERRED = "s3ml.io/epc-preferred"
 DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
 EPC = "sgx.intel.com/epc"
-SERVING_PORT = 8500
+SERVING_PORT = 8443  # model-server default; a container port named "grpc" wins
 SELECTOR = f"{COMPONENT}=model-server"
 
 
@@ -68,7 +68,7 @@ class KubernetesBackend:
                     id=meta.name,
                     model=labels.get(MODEL_LABEL, ""),
                     node=pod.spec.node_name,
-                    address=f"{pod.status.pod_ip or ''}:{SERVING_PORT}",
+                    address=f"{pod.status.pod_ip or ''}:{_grpc_port(pod)}",
                     weight=1 if labels.get(ROTATION) == "true" else 0,
                     healthy=ready,
                 )
@@ -142,6 +142,11 @@ class KubernetesBackend:
     def _set_replicas(self, deployment: str, replicas: int) -> None:
         body = {"spec": {"replicas": replicas}}
         _call(lambda: self._apps.patch_namespaced_deployment_scale(deployment, self._ns, body))
+
+
+def _grpc_port(pod: Any) -> int:
+    named = [p for c in pod.spec.containers for p in (c.ports or []) if p.name == "grpc"]
+    return int(named[0].container_port) if named else SERVING_PORT
 
 
 def _quantity(value: str) -> int:

@@ -76,7 +76,11 @@ class Cluster:
             "s3ml.io/model": model,
             "s3ml.io/in-rotation": "true",
         }
-        container = {"name": "server", "resources": {"requests": {EPC: str(epc_request)}}}
+        container = {
+            "name": "server",
+            "ports": [{"name": "grpc", "containerPort": 9443}],
+            "resources": {"requests": {EPC: str(epc_request)}},
+        }
         self.deployments[name] = {
             "apiVersion": "apps/v1",
             "kind": "Deployment",

@@ -38,7 +38,7 @@ def test_endpoints_come_from_labelled_pods(kube: tuple[KubernetesBackend, Cluste
         (MODEL, "node-a", 1, True),
         (MODEL, "node-b", 1, True),
     ]
-    assert eps[0].address == "10.0.0.1:8500"
+    assert eps[0].address == "10.0.0.1:9443"
 
 
 def test_weight_flips_the_rotation_label_the_service_selects(
