@@ -75,7 +75,7 @@ class Controller:
         self._scaling: dict[str, scaling.ModelScaling] = {}
         self._decisions: collections.deque[Decision] = collections.deque(maxlen=MAX_DECISIONS)
         self._blind = False
-        self._holding: dict[str, str] = {}  # last "cannot scale" reason, logged once
+        self._last_reason: dict[str, str] = {}  # per target, so a hold is logged once
         self._stop = threading.Event()
 
     # --- the loop -------------------------------------------------------
@@ -173,10 +173,8 @@ class Controller:
             self._scaling[model], action = scaling.plan(
                 model, slo, memory, eps, self._nodes, rps.get(model, 0.0), self._config.scaling, now
             )
-            if action is None or self._holding.get(model) == action.reason:
-                continue
-            self._holding[model] = action.reason if action.kind == "hold" else ""
-            decisions.append(self._apply(action, now))
+            if action is not None:
+                decisions.append(self._apply(action, now))
         return decisions
 
     def _apply(self, action: scaling.ScaleAction, now: float) -> Decision:
@@ -192,10 +190,16 @@ class Controller:
         return Decision(now, action.kind, action.target, action.reason)
 
     def _record(self, decisions: list[Decision]) -> list[Decision]:
+        """Keeps and logs decisions; a hold repeating the target's last reason is dropped."""
+        kept = []
         for d in decisions:
+            if d.action == "hold" and self._last_reason.get(d.target) == d.reason:
+                continue
+            self._last_reason[d.target] = d.reason
             log.info("%s %s: %s", d.action, d.target, d.reason)
-        self._decisions.extend(decisions)
-        return decisions
+            kept.append(d)
+        self._decisions.extend(kept)
+        return kept
 
     # --- operator API ---------------------------------------------------
 
