@@ -39,6 +39,9 @@ class Exporter:
         self.paged_in = Counter("s3ml_epc_pages_paged_in", "paged in", ["node"], registry=r)
         self.paged_out = Counter("s3ml_epc_pages_paged_out", "paged out", ["node"], registry=r)
         self.enclaves = Gauge("s3ml_epc_enclaves", "enclaves", ["node"], registry=r)
+        self.requests = Counter(
+            "s3ml_inference_requests", "ModelInfer calls", ["model", "code"], registry=r
+        )
         self.foreign = Gauge("s3ml_epc_foreign_enclaves", "foreign", ["node"], registry=r)
         for n in nodes:
             self.size.labels(n).set(EPC_BYTES)
@@ -49,6 +52,7 @@ class Exporter:
             self.foreign.labels(n).set(0)
         self.port = free_port()
         self._rates: dict[str, float] = {}
+        self._load: dict[str, float] = {}
         self._stop = threading.Event()
         start_http_server(self.port, addr="127.0.0.1", registry=r)
         threading.Thread(target=self._page, daemon=True).start()
@@ -57,8 +61,13 @@ class Exporter:
         self._rates[node] = mb_per_s
         self.foreign.labels(node).set(1 if mb_per_s else 0)
 
+    def load(self, model: str, requests_per_s: float) -> None:
+        self._load[model] = requests_per_s
+
     def _page(self) -> None:
         while not self._stop.wait(0.1):
+            for model, rps in list(self._load.items()):
+                self.requests.labels(model, "OK").inc(rps * 0.1)
             for node, rate in list(self._rates.items()):
                 pages = rate * 1e6 / 4096 * 0.1 / 2
                 self.paged_in.labels(node).inc(pages)

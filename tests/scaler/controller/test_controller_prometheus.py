@@ -71,6 +71,7 @@ def test_interference_takes_the_node_out_and_recovery_brings_it_back(rig: Rig) -
     assert all(n.fresh for n in snap.nodes.values())
     assert snap.nodes["node-1"].free_bytes == int(93.5 * (1 << 20)) - 2560 * 4096
     rig.exporter.interfere("node-1", 60.0)
+    rig.exporter.load(MODEL, 20.0)
     rig.tick_until(lambda: rig.weights() == {"0": 1, "1": 0, "2": 1}, 30, "node-1 out of rotation")
     status = rig.controller.status()
     assert not status.blind
@@ -81,6 +82,7 @@ def test_interference_takes_the_node_out_and_recovery_brings_it_back(rig: Rig) -
     assert len(out) == 1
     assert "node-1" in out[0].target
     assert "out of rotation" in out[0].reason
+    assert 10.0 < rig.source.read().requests_per_s[MODEL] < 30.0
     rig.exporter.interfere("node-1", 0.0)
     rig.tick_until(lambda: rig.weights() == {"0": 1, "1": 1, "2": 1}, 30, "node-1 back")
     assert "back in rotation" in rig.controller.status().decisions[-1].reason
