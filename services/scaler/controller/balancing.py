@@ -53,11 +53,11 @@ def _decide(ep: Endpoint, node: NodeEpc, slo: ModelSlo, hyst: Hysteresis) -> tup
 def _keep_one_in(
     before: Sequence[Endpoint], after: list[Endpoint], nodes: Mapping[str, NodeEpc], now: float
 ) -> list[Decision]:
-    """If a model would have no endpoint in rotation, put the least-bad one back."""
+    """If a model would have no healthy endpoint in rotation, put the least-bad one back."""
     decisions = []
     for model in sorted({e.model for e in after}):
         mine = [i for i, e in enumerate(after) if e.model == model]
-        if any(after[i].weight > 0 for i in mine):
+        if any(after[i].weight > 0 and after[i].healthy for i in mine):
             continue
         candidates = [i for i in mine if not after[i].pinned]
         if not candidates:
@@ -69,6 +69,8 @@ def _keep_one_in(
             return (not after[i].healthy, paging, before[i].weight == 0, after[i].id)
 
         keep = min(candidates, key=badness)
+        if after[keep].weight > 0:  # nothing healthier to put back
+            continue
         after[keep] = replace(after[keep], weight=1)
         decisions.append(
             Decision(

@@ -17,6 +17,7 @@ import pytest
 from s3ml.common.v1 import platform_pb2
 from s3ml.scaler.v1 import scaler_pb2, scaler_pb2_grpc
 from services.rpc.status import ErrorMappingInterceptor
+from services.scaler.api.render import status_text
 from services.scaler.api.servicer import CODES, ScalerServicer
 from services.scaler.backends.haproxy import HaproxyBackend, RuntimeApi
 from services.scaler.controller.controller import Controller, ControllerConfig
@@ -120,6 +121,10 @@ def test_status_shows_nodes_endpoints_slos_and_decisions(rig: Rig) -> None:
         (EP1, "node-1", 1, 0),
     ]
     assert status.slos[0].paging_threshold_mb_per_s == 50.0
+    text = status_text(status)
+    assert "backend=local  ok" in text
+    assert f"{EP0}" in text
+    assert "paging    150.0 MB/s" in text
 
 
 def test_algorithm1_decision_appears_with_reason(rig: Rig) -> None:

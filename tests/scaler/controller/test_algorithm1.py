@@ -83,6 +83,13 @@ def test_all_nodes_interfered_keeps_the_least_bad_endpoint_in() -> None:
     assert not any(d.action == "weight" and d.target == "node-1/m" for d in decisions)
 
 
+def test_keep_one_in_prefers_a_healthy_endpoint() -> None:
+    eps = endpoints()
+    eps[1] = Endpoint("node-1/m", "m", "node-1", "b", healthy=False)
+    hot = nodes(300.0, 90.0, 200.0)
+    assert weights(run(eps, *[hot] * 5)) == [0, 0, 1]
+
+
 def test_nan_or_stale_node_holds_its_state() -> None:
     out = run(endpoints(), *[nodes(80.0, 0, 0)] * 3)
     stale = {**nodes(0, 0, 0), "node-0": NodeEpc("node-0", paging_mb_per_s=math.nan, fresh=False)}
