@@ -82,15 +82,18 @@ class KubernetesBackend:
 
     def free_epc(self) -> dict[str, int]:
         """Per node: allocatable sgx.intel.com/epc minus what its pods request."""
+        live = "status.phase!=Succeeded,status.phase!=Failed"
+        pods = _call(partial(self._core.list_pod_for_all_namespaces, field_selector=live))
+        requested: dict[str, int] = {}
+        for pod in pods.items:
+            node = pod.spec.node_name or ""
+            requested[node] = requested.get(node, 0) + _epc_requests(pod)
         free = {}
         for node in _call(self._core.list_node).items:
             alloc = (node.status.allocatable or {}).get(EPC)
-            if alloc is None:
-                continue
-            name = node.metadata.name
-            on_node = f"spec.nodeName={name},status.phase!=Succeeded,status.phase!=Failed"
-            pods = _call(partial(self._core.list_pod_for_all_namespaces, field_selector=on_node))
-            free[name] = _quantity(alloc) - sum(_epc_requests(p) for p in pods.items)
+            if alloc is not None:
+                name = node.metadata.name
+                free[name] = _quantity(alloc) - requested.get(name, 0)
         return free
 
     def scale_out(self, model: str, node: str) -> str:
