@@ -62,6 +62,8 @@ class Profile:
     def from_json(cls, text: str) -> Profile:
         try:
             raw = json.loads(text)
+            if not isinstance(raw["model"], str) or not raw["model"]:
+                raise ProfileError("profile model must be a non-empty string")
             profile = cls(
                 model=str(raw["model"]),
                 slo_p99_ms=_number(raw["slo_p99_ms"]),

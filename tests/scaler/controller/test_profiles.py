@@ -54,5 +54,5 @@ def test_malformed_profiles_name_the_file(tmp_path: Path, overrides: dict[str, o
 
 def test_not_json_is_a_profile_error(tmp_path: Path) -> None:
     (tmp_path / "x.json").write_text("{")
-    with pytest.raises(ProfileError, match="not a profile"):
+    with pytest.raises(ProfileError, match="malformed profile"):
         load_slos(tmp_path, [])
