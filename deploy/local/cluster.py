@@ -66,6 +66,14 @@ class Cluster:
     def agent_metrics_port(self, node: int) -> int:
         return self.metrics_port - 10 - node
 
+    @property
+    def scaler_port(self) -> int:
+        return self.metrics_port - 5
+
+    @property
+    def scaler_metrics_port(self) -> int:
+        return self.metrics_port - 4
+
     def epc_exporter_port(self, node: int) -> int:
         return self.metrics_port - 20 - node
 
@@ -75,6 +83,7 @@ class Cluster:
             "ACS": self.acs_port, "ACS admin": self.acs_admin_port, "ACS metrics": self.acs_metrics_port,
             "verifier": self.verifier_port, "verifier metrics": self.verifier_metrics_port,
             "HAProxy metrics": self.haproxy_metrics_port, "Prometheus": self.prometheus_port,
+            "scaler": self.scaler_port, "scaler metrics": self.scaler_metrics_port,
         }  # fmt: skip
         for node in range(self.nodes):
             named[f"host agent node-{node}"] = self.agent_port + node

@@ -68,6 +68,7 @@ def endpoints(cluster: Cluster, state: Path) -> str:
         "verifier": health(cluster.verifier_metrics_port),
         "haproxy": f"http://127.0.0.1:{cluster.haproxy_metrics_port}/healthz",
         "prometheus": f"http://127.0.0.1:{cluster.prometheus_port}/-/ready",
+        "scaler": health(cluster.scaler_metrics_port),
     }
     for n in range(cluster.nodes):
         components[f"host-agent node-{n}"] = health(cluster.agent_metrics_port(n))
@@ -78,6 +79,7 @@ def endpoints(cluster: Cluster, state: Path) -> str:
         "components": components,
         "haproxy_socket": str(state / "haproxy.sock"),
         "prometheus_url": f"http://127.0.0.1:{cluster.prometheus_port}",
+        "scaler": f"127.0.0.1:{cluster.scaler_port}",
         "slo_ms": cluster.slo_ms,
     }
     return json.dumps(document, indent=2) + "\n"
@@ -91,6 +93,7 @@ def prometheus(cluster: Cluster) -> str:
         "host-agent": [cluster.agent_metrics_port(n) for n in range(cluster.nodes)],
         "haproxy": [cluster.haproxy_metrics_port],
         "epc-exporter": [cluster.epc_exporter_port(n) for n in range(cluster.nodes)],
+        "scaler": [cluster.scaler_metrics_port],
     }
     lines = ["global:", "  scrape_interval: 5s", "scrape_configs:"]
     for job, ports in jobs.items():

@@ -52,14 +52,28 @@ class Supervisor:
     logs: Path
     run: Path | None = None
     children: list[Child] = field(default_factory=list)
+    # The scaler starts and stops replicas from its own thread.
+    lock: threading.RLock = field(default_factory=threading.RLock)
 
     def start(
         self, name: str, argv: list[str], ready: str | None = "READY", timeout: float = 120.0
     ) -> subprocess.Popen[str]:
         """Starts `argv`; with `ready`, waits for a stdout line starting with it."""
         child = Child(name, argv, ready, timeout, self._spawn(name, argv, ready, timeout))
-        self.children.append(child)
+        with self.lock:
+            self.children.append(child)
         return child.proc
+
+    def stop_one(self, name: str, grace: float = 10.0) -> None:
+        """Stops one child for good (scale-in): it is not restarted."""
+        with self.lock:
+            child = next((c for c in self.children if c.name == name), None)
+            if child is None:
+                return
+            self.children.remove(child)
+        _stop(child, grace)
+        if self.run is not None:
+            (self.run / f"{name}.pid").unlink(missing_ok=True)
 
     def adopt(self, name: str, proc: subprocess.Popen[bytes]) -> None:
         """Stops `proc` with the others; it was started elsewhere, so it is not restarted."""
@@ -100,7 +114,9 @@ class Supervisor:
         """Restarts children that exited, each on its own backoff; returns what it did."""
         now = time.monotonic() if now is None else now
         report = []
-        for child in self.children:
+        with self.lock:
+            children = list(self.children)
+        for child in children:
             code = child.proc.poll()
             if code is None or now < child.due:
                 continue
@@ -131,20 +147,28 @@ class Supervisor:
         return f"{child.name} restarted (restart #{child.restarts}, pid {child.proc.pid})"
 
     def stop_all(self, grace: float = 10.0) -> None:
-        for child in reversed(self.children):
+        with self.lock:
+            children = list(reversed(self.children))
+        for child in children:
             if child.proc.poll() is None:
                 os.killpg(child.proc.pid, signal.SIGTERM)
         deadline = time.monotonic() + grace
-        for child in reversed(self.children):
-            try:
-                child.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                os.killpg(child.proc.pid, signal.SIGKILL)
-                child.proc.wait()
-            _kill_group(child.proc.pid)  # grandchildren of a child that died first
+        for child in children:
+            _stop(child, max(0.1, deadline - time.monotonic()))
             if self.run is not None:
                 (self.run / f"{child.name}.pid").unlink(missing_ok=True)
         self.children.clear()
+
+
+def _stop(child: Child, grace: float) -> None:
+    if child.proc.poll() is None:
+        os.killpg(child.proc.pid, signal.SIGTERM)
+    try:
+        child.proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        os.killpg(child.proc.pid, signal.SIGKILL)
+        child.proc.wait()
+    _kill_group(child.proc.pid)  # grandchildren of a child that died first
 
 
 def _describe(code: int) -> str:

@@ -22,8 +22,9 @@ import grpc
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from deploy.local import nodes, rendering
+from deploy.local import control, nodes, rendering
 from deploy.local.cluster import Cluster, ClusterConfigError, load, service_name
+from deploy.local.replicas import LocalLauncher, ReplicaContext
 from deploy.local.supervisor import StartError, Supervisor
 from s3ml.attest.v1 import registry_pb2, registry_pb2_grpc, types_pb2
 from services.attest import client
@@ -102,7 +103,7 @@ def provision(cluster: Cluster, state: Path, acs: client.TrustedAcs) -> None:
 
 def start_all(
     cluster: Cluster, state: Path, sup: Supervisor, binaries: dict[str, Path]
-) -> client.TrustedAcs:
+) -> tuple[client.TrustedAcs, control.RunningScaler]:
     sim = state / "sim"
     if not (sim / "root.pem").exists():
         SimPki.create(sim)
@@ -127,18 +128,11 @@ def start_all(
         ])  # fmt: skip
     acs = client.connect(f"127.0.0.1:{cluster.acs_port}", _pin(sim), utcnow)
     provision(cluster, state, acs)
-    acs_mrenclave = (MANIFESTS / "acs.mrenclave").read_text().strip()
+    context = ReplicaContext(
+        cluster, state, binaries["model_server"], (MANIFESTS / "acs.mrenclave").read_text().strip()
+    )
     for replica in cluster.replicas():
-        sup.start(replica.name, [
-            str(binaries["model_server"]), "--service", service_name(replica.model), "--model", replica.model,
-            "--models-dir", str(state / "models"), "--listen", f"127.0.0.1:{replica.port}",
-            "--acs", f"127.0.0.1:{cluster.acs_port}", "--acs-mrenclave", acs_mrenclave, "--sim-dir", str(sim),
-            "--node", f"node-{replica.node}", "--replica", replica.name,
-            "--pool", str(cluster.pool), "--threads", str(cluster.threads),
-            "--epc-pool", str(state / "epc" / f"node-{replica.node}.pool"),
-            "--metrics-listen", f"127.0.0.1:{replica.metrics_port}",
-            *cluster.trace_flags(state, replica.name),
-        ])  # fmt: skip
+        sup.start(replica.name, context.argv(replica, replica.name))
     (state / "haproxy.cfg").write_text(rendering.haproxy(cluster, state))
     sup.start("haproxy", ["haproxy", "-f", str(state / "haproxy.cfg"), "-db"], ready=None)
     (state / "endpoints.json").write_text(rendering.endpoints(cluster, state))
@@ -147,7 +141,8 @@ def start_all(
         "prometheus", f"--config.file={state / 'prometheus.yml'}", f"--storage.tsdb.path={state / 'prometheus'}",
         f"--web.listen-address=127.0.0.1:{cluster.prometheus_port}",
     ], ready=None)  # fmt: skip
-    return acs
+    scaler = control.start(cluster, LocalLauncher(context, sup), str(state / "haproxy.sock"))
+    return acs, scaler
 
 
 def demo_inference(cluster: Cluster, state: Path, acs: client.TrustedAcs, image: Path) -> str:
@@ -183,6 +178,7 @@ s3ml local cluster is up. {SIM_WARNING}
   replicas       {cluster.nodes} emulated nodes x {len(cluster.models)} models = {len(cluster.replicas())} attested model servers
   host integrity TPM/IMA verifier 127.0.0.1:{cluster.verifier_port}; host agents 127.0.0.1:{cluster.agent_port}+n (one swtpm per node)
   Prometheus     http://127.0.0.1:{cluster.prometheus_port}
+  scaler         EPC-aware controller (Algorithm 1 on HAProxy weights, scale-out to free EPC) 127.0.0.1:{cluster.scaler_port}
   EPC            simulated per node (93.5 MiB usable, real AES-GCM paging cost); exporters 127.0.0.1:{cluster.epc_exporter_port(0)}-n
   state          {state} (sealed ACS state, sealed models, demo client certificate in client/)
   logs, traces   {state / "logs"}, {state / "traces"} (one trace per request, client to replica)
@@ -230,6 +226,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     started = time.monotonic()
+    scaler: control.RunningScaler | None = None
     try:
         binaries = {
             "acs": args.acs_binary,
@@ -238,7 +235,7 @@ def main() -> int:
             "verifier": WORKSPACE / "services" / "policy" / "verifier",
             "epc_exporter": WORKSPACE / "services" / "scaler" / "exporter" / "exporter",
         }
-        acs = start_all(cluster, state, sup, binaries)
+        acs, scaler = start_all(cluster, state, sup, binaries)
         print(demo_inference(cluster, state, acs, image))
         print(banner(cluster, state) + f"  (up in {time.monotonic() - started:.0f} s)", flush=True)
         while not args.exit_after_demo and not stop.wait(0.5):
@@ -249,6 +246,8 @@ def main() -> int:
         print(f"make up: {err}", file=sys.stderr)
         return 1
     finally:
+        if scaler is not None:
+            scaler.stop()
         sup.stop_all()
         spans.shutdown()
         print("make up: stopped every component", flush=True)

@@ -21,7 +21,11 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+import grpc
+
+from s3ml.scaler.v1 import scaler_pb2, scaler_pb2_grpc
 from services.attest.platform.base import SIM_WARNING
+from services.scaler.api.render import status_text
 
 TIMEOUT = 2.0
 MIB = 1 << 20
@@ -49,6 +53,7 @@ class ClusterEndpoints:
     haproxy_socket: str
     prometheus_url: str
     slo_ms: dict[str, float]
+    scaler: str = ""  # host:port of s3ml.scaler.v1, when a controller runs
 
 
 def load(state: Path) -> ClusterEndpoints:
@@ -62,6 +67,7 @@ def load(state: Path) -> ClusterEndpoints:
             haproxy_socket=str(raw["haproxy_socket"]),
             prometheus_url=str(raw["prometheus_url"]),
             slo_ms={str(k): float(v) for k, v in raw.get("slo_ms", {}).items()},
+            scaler=str(raw.get("scaler", "")),
         )
     except FileNotFoundError as err:
         raise StatusError(
@@ -163,7 +169,21 @@ def render(endpoints: ClusterEndpoints) -> str:
     lines = [f"platform: {platform}" + (f" — {SIM_WARNING}" if platform == "sim" else "")]
     lines += [_table(rows), ""]
     lines += [f"{name:<24} {probe(url)}" for name, url in sorted(endpoints.components.items())]
+    if endpoints.scaler:
+        lines += ["", scaler_section(endpoints.scaler)]
     return "\n".join(lines)
+
+
+def scaler_section(address: str) -> str:
+    """The controller's view: paging per node, weights and counters, SLOs, decisions."""
+    try:
+        with grpc.insecure_channel(address) as channel:
+            status = scaler_pb2_grpc.ScalerStub(channel).GetStatus(
+                scaler_pb2.GetStatusRequest(decisions=10), timeout=TIMEOUT
+            )
+    except grpc.RpcError as err:
+        return f"scaler at {address}: {err.code().name} (is the cluster running?)"
+    return status_text(status)
 
 
 def _table(rows: list[tuple[str, ...]]) -> str:

@@ -17,7 +17,6 @@ from concurrent import futures
 from pathlib import Path
 
 import grpc
-from prometheus_client import start_http_server
 
 from s3ml.scaler.v1 import scaler_pb2_grpc
 from services.rpc.status import ErrorMappingInterceptor
@@ -30,7 +29,7 @@ from services.scaler.controller.ports import Backend
 from services.scaler.controller.prometheus import PrometheusSource
 from services.scaler.controller.scaling import ScalingPolicy
 from services.scaler.controller.state import ModelSlo
-from services.telemetry import logs
+from services.telemetry import health, logs
 
 
 def parser() -> argparse.ArgumentParser:
@@ -100,16 +99,8 @@ def controller_for(args: argparse.Namespace, backend: Backend) -> Controller:
     return Controller(backend, source, slos, config)
 
 
-def main(argv: list[str]) -> int:
-    args = parser().parse_args(argv)
-    log = logs.configure("scaler", simulated=args.platform == "sim")
-    try:
-        controller = controller_for(args, backend_for(args))
-    except (ValueError, OSError) as err:
-        raise SystemExit(f"scaler: {err}") from err
-    if args.metrics_listen:
-        host, _, port = args.metrics_listen.rpartition(":")
-        start_http_server(int(port), addr=host)
+def serve(controller: Controller, args: argparse.Namespace) -> tuple[grpc.Server, int]:
+    """Starts the status API and the control loop; also used in-process by `make up`."""
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=4), interceptors=[ErrorMappingInterceptor(CODES)]
     )
@@ -119,6 +110,21 @@ def main(argv: list[str]) -> int:
     server.start()
     loop = threading.Thread(target=controller.run, name="control-loop", daemon=True)
     loop.start()
+    return server, port
+
+
+def main(argv: list[str]) -> int:
+    args = parser().parse_args(argv)
+    log = logs.configure("scaler", simulated=args.platform == "sim")
+    try:
+        controller = controller_for(args, backend_for(args))
+    except (ValueError, OSError) as err:
+        raise SystemExit(f"scaler: {err}") from err
+    probes = health.Health("scaler", simulated=args.platform == "sim")
+    if args.metrics_listen:
+        health.serve(args.metrics_listen, probes)
+    server, port = serve(controller, args)
+    probes.ready()
     log.info(
         "scaler on %s, backend %s, Prometheus %s every %.1fs over %s",
         args.listen, args.backend, args.prometheus_url, args.interval, args.window,

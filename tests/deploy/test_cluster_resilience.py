@@ -44,8 +44,9 @@ MODELS = (
     "efficientnet_lite0_f32",
     "efficientnet_lite0_int8",
 )
-PORTS = {"acs": 47443, "frontend": 48500, "replica": 48000, "metrics": 49200,
-         "prometheus": 49090, "verifier": 47500, "agent": 47600}  # fmt: skip
+# Below the kernel's ephemeral range (32768-60999): no client socket can hold them.
+PORTS = {"acs": 24443, "frontend": 24500, "replica": 25000, "metrics": 26200,
+         "prometheus": 24090, "verifier": 24600, "agent": 24700}  # fmt: skip
 LOADED = "mobilenet_v1_int8"
 
 
@@ -226,6 +227,8 @@ def test_status_and_health(cluster: Cluster, capsys: pytest.CaptureFixture[str])
             break
         time.sleep(1)
     assert "SIMULATED" in out.splitlines()[0]
+    assert "scaler  backend=local" in out  # the EPC-aware controller's own view
+    assert "paging" in out
     assert len(rows) == 2 * len(MODELS), out
     assert all(" ready " in row and " UP " in row for row in rows), out
 

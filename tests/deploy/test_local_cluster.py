@@ -17,7 +17,7 @@ from tests.attest.acs_harness import srcdir
 CONFIG = """
 nodes: 2
 models: [mobilenet_v1_int8, efficientnet_lite0_int8]
-ports: {acs: 27443, frontend: 28500, replica: 38000, metrics: 39000, prometheus: 29090, verifier: 27500, agent: 27600}
+ports: {acs: 27443, frontend: 28500, replica: 30000, metrics: 31000, prometheus: 29090, verifier: 27500, agent: 27600}
 replica: {pool: 1, threads: 1}
 """
 
