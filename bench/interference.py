@@ -6,18 +6,18 @@ compressed to `seconds` with the windows at the same fractions (20-40 %, 60-80 %
 
 from __future__ import annotations
 
+import json
 import math
 import threading
 import time
 import urllib.parse
 import urllib.request
-import json
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from bench.cluster_harness import BenchCluster, replica_port
-from bench.timeline import ClosedLoop, Sample, one_request
+from bench.timeline import OpenLoop, Sample, one_request
 from inference import grpc_predict_v2_pb2 as pb
 from services.scaler.backends.haproxy import HaproxyBackend, RuntimeApi
 from services.scaler.controller.balancing import Hysteresis
@@ -50,7 +50,9 @@ class ControlSettings:
 @dataclass(frozen=True)
 class Calibration:
     threshold_mb_per_s: float
-    rule: str  # "slo": p99 crosses the SLO; "2x": p99 doubles (SLO never crossed); "max"
+    # "slo": where p99 crosses the SLO; "2x": where p99 doubles over the quiet step (the SLO
+    # is never crossed); "max": neither, TH is the highest paging measured (the profiler's rule)
+    rule: str
     steps: tuple[Step, ...]
 
 
@@ -133,11 +135,23 @@ def calibrate(
     th, violated = derive_threshold(steps, slo_ms)
     if violated:
         return Calibration(max(th, 0.1), "slo", tuple(steps))
-    base = steps[0].p99_ms
-    doubled = [s for s in steps[1:] if s.p99_ms >= 2 * base]
-    if doubled:  # within SLO alone, but the replica is clearly degraded: act there
-        return Calibration(max(min(s.paging_mb_per_s for s in doubled), 0.1), "2x", tuple(steps))
-    return Calibration(max(th, 0.1), "max", tuple(steps))
+    # Within the SLO alone, but a replica whose p99 doubles is degraded: act where it doubles.
+    th, doubled = derive_threshold(steps, 2 * steps[0].p99_ms)
+    return Calibration(max(th, 0.1), "2x" if doubled else "max", tuple(steps))
+
+
+def offered_rate(
+    cal: Calibration, replicas: int, quiet_utilization: float = 0.25, overload: float = 1.3
+) -> float:
+    """Total req/s of the open-loop load, from the calibration's p50 latencies.
+
+    Aim: the stressed replica gets `overload` x what it can serve under full stress
+    (so round robin builds a backlog there, as in the paper), but no replica may use
+    more than `quiet_utilization` of a core when quiet: 3 replicas, HAProxy and the
+    clients share 2 cores. The CPU cap wins for small models.
+    """
+    quiet, stressed = cal.steps[0].p50_ms / 1e3, cal.steps[-1].p50_ms / 1e3
+    return replicas * min(overload / stressed, quiet_utilization / quiet)
 
 
 def _stress_schedule(
@@ -153,7 +167,9 @@ def _stress_schedule(
             cluster.stop(proc)
 
 
-def paging_series(url: str, node: int, t0: float, seconds: float, window: str) -> list[tuple[float, float]]:
+def paging_series(
+    url: str, node: int, t0: float, seconds: float, window: str
+) -> list[tuple[float, float]]:
     query = urllib.parse.urlencode({
         "query": paging_query(window), "start": f"{t0:.3f}", "end": f"{t0 + seconds:.3f}", "step": "1",
     })  # fmt: skip
@@ -164,7 +180,9 @@ def paging_series(url: str, node: int, t0: float, seconds: float, window: str) -
         return []
     for series in doc.get("data", {}).get("result", []):
         if series.get("metric", {}).get("node") == f"node-{node}":
-            return [(float(t) - t0, float(v)) for t, v in series["values"] if math.isfinite(float(v))]
+            return [
+                (float(t) - t0, float(v)) for t, v in series["values"] if math.isfinite(float(v))
+            ]
     return []
 
 
@@ -177,14 +195,14 @@ def run_policy(
     slo: ModelSlo,
     control: ControlSettings,
     seconds: float,
-    clients: int,
+    rate: float,
 ) -> Run:
     balance = "leastconn" if policy == "leastconn" else "roundrobin"
     haproxy = cluster.start_haproxy(model, cluster.nodes, balance)
     controller = None
     stop = threading.Event()
     try:
-        load = ClosedLoop(cluster.target(), req, clients, seconds)
+        load = OpenLoop(cluster.target(), req, rate, seconds)
         if policy == "s3ml":
             controller = Controller(
                 HaproxyBackend(RuntimeApi(cluster.haproxy_socket)),
@@ -211,7 +229,9 @@ def run_policy(
             controller.stop()
         cluster.stop(haproxy)
     run = Run(model, policy, seconds, samples, t0=load.t0)
-    run.paging = paging_series(cluster.prometheus_url, stress.node, load.t0, seconds, control.window)
+    run.paging = paging_series(
+        cluster.prometheus_url, stress.node, load.t0, seconds, control.window
+    )
     if controller is not None:
         run.decisions = [d for d in controller.status(1000).decisions if d.action == "weight"]
     return run

@@ -8,10 +8,10 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from bench.interference import STRESS_WINDOWS, Run  # noqa: E402
+from bench.interference import STRESS_WINDOWS, Run
 
 COLORS = {"roundrobin": "tab:red", "leastconn": "tab:orange", "s3ml": "tab:green"}
 

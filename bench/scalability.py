@@ -67,7 +67,10 @@ def main(argv: list[str]) -> int:
                 ratio = rate / one if one > 0 else 0.0
                 if count > 1:
                     figures[f"{model}_{count}r_vs_1r"] = ratio
-                print(f"  {model:<24} {count} replica(s): {rate:7.1f} req/s  ({ratio:.2f}x)", flush=True)
+                print(
+                    f"  {model:<24} {count} replica(s): {rate:7.1f} req/s  ({ratio:.2f}x)",
+                    flush=True,
+                )
     print("RESULT " + " ".join(f"{k}={v:.2f}" for k, v in figures.items()), flush=True)
     return 0
 

@@ -1,8 +1,9 @@
 """Table 3 of S3ML: p99 under EPC interference, HAProxy round robin vs least connections vs s3ml.
 
 3 emulated nodes with one attested replica of the model each, behind HAProxy
-(TCP mode, TLS to the enclaves); a closed-loop load of `--clients` clients, a
-fresh mTLS connection per request (bench/timeline.py says why); the EPC
+(TCP mode, TLS to the enclaves); an open-loop Poisson load, a fresh mTLS
+connection per request (bench/timeline.py says why), its rate derived from the
+calibration (interference.offered_rate); the EPC
 stressor on node-0 during 20-40 % and 60-80 % of each run (the paper's
 minutes 2-4 and 6-8 of 10). Policies: `balance roundrobin`, `balance
 leastconn`, and s3ml = roundrobin + the controller (Algorithm 1) setting
@@ -29,6 +30,7 @@ from bench.interference import (
     Run,
     Stress,
     calibrate,
+    offered_rate,
     run_policy,
 )
 from bench.load import request
@@ -45,11 +47,13 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="table3", description=__doc__)
     p.add_argument("--models", nargs="*", default=list(MODELS))
     p.add_argument("--seconds", type=float, default=75.0, help="length of one model x policy run")
-    p.add_argument("--clients", type=int, default=3, help="closed-loop clients (concurrency)")
+    p.add_argument("--rate", type=float, default=0.0, help="req/s; 0: from the calibration")
     p.add_argument("--stress-mib", type=int, default=96, help="stressor size (usable EPC 93.5 MiB)")
-    p.add_argument("--stress-rate-mib-s", type=float, default=48.0)
+    p.add_argument("--stress-rate-mib-s", type=float, default=96.0)
     p.add_argument("--calibration-step-s", type=float, default=5.0)
-    p.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "s3ml-bench" / "table3")
+    p.add_argument(
+        "--out", type=Path, default=Path(tempfile.gettempdir()) / "s3ml-bench" / "table3"
+    )
     p.add_argument("--quick", action="store_true", help="smoke: one model, 24 s runs")
     a = p.parse_args(argv)
     if a.quick:
@@ -76,6 +80,7 @@ def figures(model: str, runs: dict[str, Run], th: float) -> dict[str, float]:
     out[f"{model}_reduction_vs_rr_pct"] = 100 * (rr - runs["s3ml"].p99_ms) / rr
     out[f"{model}_reduction_lc_vs_rr_pct"] = 100 * (rr - runs["leastconn"].p99_ms) / rr
     out[f"{model}_th_mb_s"] = th
+    out[f"{model}_rate_per_s"] = len(runs["roundrobin"].samples) / runs["roundrobin"].seconds
     out[f"{model}_requests_s3ml"] = float(len(runs["s3ml"].samples))
     return out
 
@@ -86,7 +91,7 @@ def main(argv: list[str]) -> int:
     stress = Stress(node=0, mib=args.stress_mib, rate_mib_s=args.stress_rate_mib_s)
     print(
         f"table3: SIMULATED SGX (sim EPC, real AES-GCM paging); 3 nodes share 2 cores; "
-        f"{args.clients} closed-loop clients, fresh mTLS connection per request; "
+        "open-loop Poisson load, fresh mTLS connection per request; "
         f"{args.seconds:.0f} s per run, stressor {stress.mib} MiB at {stress.rate_mib_s:g} MiB/s "
         f"on node-0 at 20-40 % and 60-80 %; controller every {control.interval_s:g} s, "
         f"rate window {control.window}, N={control.intervals_over_threshold}, "
@@ -96,7 +101,10 @@ def main(argv: list[str]) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     result: dict[str, float] = {}
     violations = 0
-    with tempfile.TemporaryDirectory(prefix="s3ml-table3-") as tmp, bench_cluster(Path(tmp)) as cluster:
+    with (
+        tempfile.TemporaryDirectory(prefix="s3ml-table3-") as tmp,
+        bench_cluster(Path(tmp)) as cluster,
+    ):
         for model in args.models:
             batch, datatype = model_input(model)
             req = request(model, batch, datatype)
@@ -106,14 +114,20 @@ def main(argv: list[str]) -> int:
                 cal = calibrate(cluster, req, slo_ms, stress, args.calibration_step_s)
                 print(
                     f"  {model}: TH {cal.threshold_mb_per_s:.1f} MB/s (rule {cal.rule}); steps "
-                    + ", ".join(f"{s.paging_mb_per_s:.0f} MB/s p99 {s.p99_ms:.0f} ms" for s in cal.steps),
+                    + ", ".join(
+                        f"{s.paging_mb_per_s:.0f} MB/s p99 {s.p99_ms:.0f} ms" for s in cal.steps
+                    ),
                     flush=True,
                 )
-                slo = ModelSlo(model, slo_ms, cal.threshold_mb_per_s, control.intervals_over_threshold)
+                rate = args.rate or offered_rate(cal, cluster.nodes)
+                print(f"    offered load {rate:.1f} req/s", flush=True)
+                slo = ModelSlo(
+                    model, slo_ms, cal.threshold_mb_per_s, control.intervals_over_threshold
+                )
                 runs = {}
                 for policy in POLICIES:
                     runs[policy] = run_policy(
-                        cluster, model, req, policy, stress, slo, control, args.seconds, args.clients
+                        cluster, model, req, policy, stress, slo, control, args.seconds, rate
                     )
                     print(f"    {policy}: p99 {runs[policy].p99_ms:.1f} ms", flush=True)
             finally:

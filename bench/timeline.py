@@ -1,4 +1,9 @@
-"""Closed-loop load that records every request's start time and latency.
+"""Open-loop load that records every request's arrival time and latency.
+
+Requests arrive as a Poisson process at a fixed rate, whatever the servers do
+(a steady client population, as in the paper), and latency is measured from
+the planned arrival, so a backlog shows up in the numbers instead of slowing
+the load (no coordinated omission).
 
 Each client process opens a NEW connection (own TLS handshake) per request:
 HAProxy balances in TCP mode, per connection, as IPVS does in the paper, so a
@@ -10,7 +15,9 @@ of every measured latency, for every policy alike.
 from __future__ import annotations
 
 import multiprocessing
+import random
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import grpc
@@ -20,12 +27,13 @@ from inference import grpc_predict_v2_pb2 as pb
 from inference import grpc_predict_v2_pb2_grpc as pb_grpc
 
 REQUEST_TIMEOUT_S = 15.0
+MAX_IN_FLIGHT = 64  # per client process; more would only queue in the replicas
 
 
 @dataclass(frozen=True)
 class Sample:
-    start: float  # seconds since the run's t0
-    latency_s: float
+    start: float  # planned arrival, seconds since the run's t0
+    latency_s: float  # from the planned arrival to the answer
     ok: bool
 
 
@@ -37,9 +45,7 @@ def _fresh_channel(target: Target) -> grpc.Channel:
         ("grpc.max_send_message_length", 64 << 20),
         ("grpc.use_local_subchannel_pool", 1),  # never reuse another channel's connection
     ]
-    return grpc.secure_channel(
-        target.address, grpc.ssl_channel_credentials(ca, key, cert), options
-    )
+    return grpc.secure_channel(target.address, grpc.ssl_channel_credentials(ca, key, cert), options)
 
 
 def one_request(target: Target, req: pb.ModelInferRequest) -> bool:
@@ -54,39 +60,68 @@ def one_request(target: Target, req: pb.ModelInferRequest) -> bool:
 def _client(
     target: Target,
     req_bytes: bytes,
+    rate: float,
+    seed: int,
     t0: float,
     until: float,
     out: multiprocessing.Queue[list[tuple[float, float, bool]]],
 ) -> None:
     req = pb.ModelInferRequest.FromString(req_bytes)
-    samples = []
-    while time.time() < t0:
-        time.sleep(0.01)
-    while (now := time.time()) < until:
+    rng = random.Random(seed)  # noqa: S311  (arrival times, not secrets)
+    samples: list[tuple[float, float, bool]] = []
+
+    def send(planned: float) -> None:
         ok = one_request(target, req)
-        samples.append((now - t0, time.time() - now, ok))
+        samples.append((planned - t0, time.time() - planned, ok))  # list.append is atomic
+
+    with ThreadPoolExecutor(max_workers=MAX_IN_FLIGHT) as pool:
+        planned = t0 + rng.expovariate(rate)
+        while planned < until:
+            time.sleep(max(0.0, planned - time.time()))
+            pool.submit(send, planned)
+            planned += rng.expovariate(rate)
     out.put(samples)
 
 
-class ClosedLoop:
-    """`clients` processes sending back to back from t0 for `seconds`; start(), then join()."""
+class OpenLoop:
+    """Poisson arrivals at `rate` req/s from `processes` client processes for `seconds`."""
 
     def __init__(
-        self, target: Target, req: pb.ModelInferRequest, clients: int, seconds: float
+        self,
+        target: Target,
+        req: pb.ModelInferRequest,
+        rate: float,
+        seconds: float,
+        processes: int = 2,
+        seed: int = 1,
     ) -> None:
         ctx = multiprocessing.get_context("spawn")
         self._queue: multiprocessing.Queue[list[tuple[float, float, bool]]] = ctx.Queue()
         self.t0 = time.time() + 3.0  # the spawned interpreters start up before t0
         self.seconds = seconds
-        args = (target, req.SerializeToString(), self.t0, self.t0 + seconds, self._queue)
-        self._procs = [ctx.Process(target=_client, args=args) for _ in range(clients)]
+        self._procs = [
+            ctx.Process(
+                target=_client,
+                args=(
+                    target,
+                    req.SerializeToString(),
+                    rate / processes,
+                    seed + i,
+                    self.t0,
+                    self.t0 + seconds,
+                    self._queue,
+                ),
+            )
+            for i in range(processes)
+        ]
 
     def start(self) -> None:
         for proc in self._procs:
             proc.start()
 
     def join(self) -> list[Sample]:
-        raw = [s for _ in self._procs for s in self._queue.get(timeout=self.seconds + 120)]
+        wait = self.seconds + REQUEST_TIMEOUT_S + 60
+        raw = [s for _ in self._procs for s in self._queue.get(timeout=wait)]
         for proc in self._procs:
             proc.join()
         return sorted((Sample(*s) for s in raw), key=lambda s: s.start)
