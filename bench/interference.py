@@ -141,7 +141,7 @@ def calibrate(
 
 
 def offered_rate(
-    cal: Calibration, replicas: int, quiet_utilization: float = 0.25, overload: float = 1.3
+    cal: Calibration, replicas: int, quiet_utilization: float = 0.15, overload: float = 1.3
 ) -> float:
     """Total req/s of the open-loop load, from the calibration's p50 latencies.
 

@@ -46,14 +46,16 @@ SHORT = {"roundrobin": "rr", "leastconn": "lc", "s3ml": "s3ml"}
 def parse(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="table3", description=__doc__)
     p.add_argument("--models", nargs="*", default=list(MODELS))
-    p.add_argument("--seconds", type=float, default=75.0, help="length of one model x policy run")
+    p.add_argument("--seconds", type=float, default=70.0, help="length of one model x policy run")
     p.add_argument("--rate", type=float, default=0.0, help="req/s; 0: from the calibration")
     p.add_argument("--stress-mib", type=int, default=96, help="stressor size (usable EPC 93.5 MiB)")
     p.add_argument("--stress-rate-mib-s", type=float, default=96.0)
-    p.add_argument("--calibration-step-s", type=float, default=5.0)
+    p.add_argument("--calibration-step-s", type=float, default=4.0)
     p.add_argument(
         "--out", type=Path, default=Path(tempfile.gettempdir()) / "s3ml-bench" / "table3"
     )
+    p.add_argument("--state-dir", type=Path, help="keep logs and state here (default: a temp dir)")
+    p.add_argument("--policies", nargs="*", default=list(POLICIES), choices=POLICIES)
     p.add_argument("--quick", action="store_true", help="smoke: one model, 24 s runs")
     a = p.parse_args(argv)
     if a.quick:
@@ -125,11 +127,13 @@ def main(argv: list[str]) -> int:
                     model, slo_ms, cal.threshold_mb_per_s, control.intervals_over_threshold
                 )
                 runs = {}
-                for policy in POLICIES:
+                for policy in args.policies:
                     runs[policy] = run_policy(
                         cluster, model, req, policy, stress, slo, control, args.seconds, rate
                     )
                     print(f"    {policy}: p99 {runs[policy].p99_ms:.1f} ms", flush=True)
+                    for d in runs[policy].decisions:
+                        print(f"      t={d.time - runs[policy].t0:5.1f} s {d.target}: {d.reason}")
             finally:
                 for proc in replicas:
                     cluster.stop(proc)
