@@ -20,6 +20,8 @@ from pathlib import Path
 
 from bench.load import Target
 from deploy.local.supervisor import Supervisor
+from services.scaler.backends.haproxy import RuntimeApi
+from services.scaler.controller.ports import BackendError
 from tests.attest.acs_harness import AcsEnv, running_acs, srcdir
 from tests.model_server.harness import (
     MODELS,
@@ -154,9 +156,6 @@ class BenchCluster:
 
 
 def _haproxy_up(cluster: BenchCluster) -> bool:
-    from services.scaler.backends.haproxy import RuntimeApi  # noqa: PLC0415
-    from services.scaler.controller.ports import BackendError  # noqa: PLC0415
-
     try:
         servers = RuntimeApi(cluster.haproxy_socket).servers()
     except BackendError:

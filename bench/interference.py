@@ -215,10 +215,10 @@ def run_policy(
                 ),
             )
             threading.Thread(target=controller.run, daemon=True).start()
+        load.start()  # t0 is known from here on
         stresser = threading.Thread(
             target=_stress_schedule, args=(cluster, stress, load.t0, seconds, stop)
         )
-        load.start()
         stresser.start()
         samples = load.join()
         stop.set()

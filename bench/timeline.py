@@ -62,8 +62,9 @@ def _client(
     req_bytes: bytes,
     rate: float,
     seed: int,
-    t0: float,
-    until: float,
+    seconds: float,
+    ready: multiprocessing.Queue[float],
+    go: multiprocessing.Queue[float],
     out: multiprocessing.Queue[list[tuple[float, float, bool]]],
 ) -> None:
     req = pb.ModelInferRequest.FromString(req_bytes)
@@ -74,6 +75,9 @@ def _client(
         ok = one_request(target, req)
         samples.append((planned - t0, time.time() - planned, ok))  # list.append is atomic
 
+    ready.put(time.time())
+    t0 = go.get()  # every client is up: arrivals planned before that would count start-up
+    until = t0 + seconds
     with ThreadPoolExecutor(max_workers=MAX_IN_FLIGHT) as pool:
         planned = t0 + rng.expovariate(rate)
         while planned < until:
@@ -84,7 +88,10 @@ def _client(
 
 
 class OpenLoop:
-    """Poisson arrivals at `rate` req/s from `processes` client processes for `seconds`."""
+    """Poisson arrivals at `rate` req/s from `processes` client processes for `seconds`.
+
+    start() returns once every client process is up, at t0 (wall clock), when arrivals begin.
+    """
 
     def __init__(
         self,
@@ -96,8 +103,10 @@ class OpenLoop:
         seed: int = 1,
     ) -> None:
         ctx = multiprocessing.get_context("spawn")
-        self._queue: multiprocessing.Queue[list[tuple[float, float, bool]]] = ctx.Queue()
-        self.t0 = time.time() + 3.0  # the spawned interpreters start up before t0
+        self._ready: multiprocessing.Queue[float] = ctx.Queue()
+        self._go: multiprocessing.Queue[float] = ctx.Queue()
+        self._out: multiprocessing.Queue[list[tuple[float, float, bool]]] = ctx.Queue()
+        self.t0 = 0.0
         self.seconds = seconds
         self._procs = [
             ctx.Process(
@@ -107,21 +116,28 @@ class OpenLoop:
                     req.SerializeToString(),
                     rate / processes,
                     seed + i,
-                    self.t0,
-                    self.t0 + seconds,
-                    self._queue,
+                    seconds,
+                    self._ready,
+                    self._go,
+                    self._out,
                 ),
             )
             for i in range(processes)
         ]
 
-    def start(self) -> None:
+    def start(self) -> float:
         for proc in self._procs:
             proc.start()
+        for _ in self._procs:
+            self._ready.get(timeout=120)
+        self.t0 = time.time() + 0.2
+        for _ in self._procs:
+            self._go.put(self.t0)
+        return self.t0
 
     def join(self) -> list[Sample]:
         wait = self.seconds + REQUEST_TIMEOUT_S + 60
-        raw = [s for _ in self._procs for s in self._queue.get(timeout=wait)]
+        raw = [s for _ in self._procs for s in self._out.get(timeout=wait)]
         for proc in self._procs:
             proc.join()
         return sorted((Sample(*s) for s in raw), key=lambda s: s.start)
