@@ -120,6 +120,7 @@ def calibrate(
     The client is one sequential client with a fresh connection per request: the
     share of the bench load one replica gets under round robin.
     """
+    _measure_step(cluster, req, stress.node, 2.0)  # warm-up: first inferences, page-ins
     steps = []
     for fraction in (0.0, 0.25, 0.5, 1.0):
         proc = None
