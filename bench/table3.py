@@ -10,7 +10,7 @@ leastconn`, and s3ml = roundrobin + the controller (Algorithm 1) setting
 weights over the runtime API from paging rates read from Prometheus, which
 scrapes the nodes' EPC exporters every second. TH per model is calibrated in
 the same cluster first (bench/interference.py). Sim platform, 2 shared cores.
-Run: bazel run //bench:table3 -- [--quick] [--models ...] [--seconds 75]
+Run: bazel run //bench:table3 -- [--quick] [--models ...] [--seconds 70]
 """
 
 from __future__ import annotations
