@@ -143,7 +143,7 @@ def running(cmd: list[str], what: str, verbose: bool) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def s3ml_server(args: argparse.Namespace) -> Iterator[Target]:
+def s3ml_server(args: argparse.Namespace, settings: tuple[str, ...]) -> Iterator[Target]:
     with tempfile.TemporaryDirectory() as tmp, running_acs(Path(tmp)) as acs:
         models_dir = Path(tmp) / "models"
         register(acs, seal_zoo(models_dir, MODELS), model_server_mrenclave())
@@ -151,7 +151,7 @@ def s3ml_server(args: argparse.Namespace) -> Iterator[Target]:
         port = free_port()
         argv = [
             a.replace("127.0.0.1:0", f"127.0.0.1:{port}")
-            for a in server_args(acs, models_dir, MODELS, *S3ML_ARGS)
+            for a in server_args(acs, models_dir, MODELS, *settings)
         ]
         binary = srcdir() / "services" / "model_server" / "server"
         with running([str(binary), *argv], "model server", args.verbose):
@@ -187,7 +187,10 @@ def echo_server() -> Iterator[Target]:
 def all_servers(args: argparse.Namespace) -> Iterator[dict[str, Target]]:
     """Every server up at once, so each round can measure them back to back."""
     with contextlib.ExitStack() as stack:
-        targets = {"s3ml": stack.enter_context(s3ml_server(args))}
+        targets = {"s3ml": stack.enter_context(s3ml_server(args, S3ML_ARGS))}
+        if args.alt:  # an A/B of server settings, measured in the same rounds
+            alt = (*S3ML_ARGS, *args.alt.split())
+            targets["s3ml_alt"] = stack.enter_context(s3ml_server(args, alt))
         targets["echo"] = stack.enter_context(echo_server())
         if not args.no_peers:
             subprocess.run(["bash", str(PEERS / "setup.sh")], check=True, stdout=sys.stderr)
@@ -235,7 +238,7 @@ def spread(values: list[float]) -> str:
 
 def measure(model: str, targets: dict[str, Target], args: argparse.Namespace) -> Samples:
     samples: Samples = defaultdict(list)
-    peers = [k for k in targets if k not in ("s3ml", "echo")]
+    peers = [k for k in targets if k not in ("s3ml", "echo", "s3ml_alt")]
     for i in range(args.rounds):
         got = one_round(model, targets, args)
         got.update(derived(got, peers))
@@ -289,6 +292,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--models", nargs="*", default=list(MODELS))
     parser.add_argument("--no-peers", action="store_true", help="skip MLServer and KServe")
+    parser.add_argument("--alt", default="", help="also serve s3ml with these extra arguments")
     parser.add_argument("--verbose", action="store_true", help="show the servers' logs")
     args = parser.parse_args()
     print("platform: s3ml on SIMULATED SGX (sim attestation, real mTLS); peers plaintext; 2 cores")
@@ -296,7 +300,7 @@ def main() -> None:
     with all_servers(args) as targets:
         for model in args.models:
             results[model] = measure(model, targets, args)
-        peers = [k for k in targets if k not in ("s3ml", "echo")]
+        peers = [k for k in targets if k not in ("s3ml", "echo", "s3ml_alt")]
     print(result_line(results, peers))
 
 
