@@ -20,7 +20,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from inference import grpc_predict_v2_pb2 as pb
-from inference import grpc_predict_v2_pb2_grpc as pb_grpc
 
 SERVER_NAME = "echo.bench.local"
 
@@ -72,16 +71,25 @@ def make_pki() -> Pki:
     return Pki(ca.public_bytes(serialization.Encoding.PEM), leaf(SERVER_NAME), leaf("client"))
 
 
-class _Echo(pb_grpc.GRPCInferenceServiceServicer):
-    def __init__(self, output_bytes: int) -> None:
-        self._response = pb.ModelInferResponse(model_name="echo")
-        self._response.outputs.add(name="out", datatype="FP32", shape=[1, output_bytes // 4])
-        self._response.raw_output_contents.append(bytes(output_bytes))
+def _handler(output_bytes: int) -> grpc.GenericRpcHandler:
+    """ModelInfer only: parses the request as any server must, answers a canned response."""
+    response = pb.ModelInferResponse(model_name="echo")
+    response.outputs.add(name="out", datatype="FP32", shape=[1, output_bytes // 4])
+    response.raw_output_contents.append(bytes(output_bytes))
 
-    def ModelInfer(  # noqa: N802 (the gRPC method name)
-        self, request: pb.ModelInferRequest, context: grpc.ServicerContext
+    def infer(
+        request: pb.ModelInferRequest, context: grpc.ServicerContext
     ) -> pb.ModelInferResponse:
-        return self._response
+        return response
+
+    method = grpc.unary_unary_rpc_method_handler(
+        infer,
+        request_deserializer=pb.ModelInferRequest.FromString,
+        response_serializer=pb.ModelInferResponse.SerializeToString,
+    )
+    return grpc.method_handlers_generic_handler(
+        "inference.GRPCInferenceService", {"ModelInfer": method}
+    )
 
 
 def _serve(pki: Pki, output_bytes: int, ports: multiprocessing.Queue[int]) -> None:
@@ -89,7 +97,7 @@ def _serve(pki: Pki, output_bytes: int, ports: multiprocessing.Queue[int]) -> No
         futures.ThreadPoolExecutor(max_workers=4),
         options=[("grpc.max_receive_message_length", 64 << 20)],
     )
-    pb_grpc.add_GRPCInferenceServiceServicer_to_server(_Echo(output_bytes), server)
+    server.add_generic_rpc_handlers((_handler(output_bytes),))
     creds = grpc.ssl_server_credentials(
         [pki.server], root_certificates=pki.ca_pem, require_client_auth=True
     )
