@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import statistics
 import subprocess
@@ -218,21 +219,31 @@ def one_round(model: str, targets: dict[str, Target], args: argparse.Namespace) 
     return got
 
 
+def ratio(a: float, b: float) -> float:
+    """a/b; NaN when b is 0 (e.g. a peer that served nothing in that round), left out of medians."""
+    return a / b if b else math.nan
+
+
 def derived(got: dict[str, float], peers: list[str]) -> dict[str, float]:
     """Per-round ratios: each compares figures of the same round."""
     out = {
         "overhead_ms": got["s3ml_p50"] - got["raw_p50"],
         "echo_ms": got["echo_p50"],
-        "echo_tput_vs_raw": got["echo_tput"] / got["raw_tput"],
-        "tput_vs_raw": got["s3ml_tput"] / got["raw_tput"],
+        "echo_tput_vs_raw": ratio(got["echo_tput"], got["raw_tput"]),
+        "tput_vs_raw": ratio(got["s3ml_tput"], got["raw_tput"]),
     }
     for kind in peers:
-        out[f"vs_{kind}_tput"] = got["s3ml_tput"] / got[f"{kind}_tput"]
-        out[f"vs_{kind}_p50"] = got["s3ml_p50"] / got[f"{kind}_p50"]
+        out[f"vs_{kind}_tput"] = ratio(got["s3ml_tput"], got[f"{kind}_tput"])
+        out[f"vs_{kind}_p50"] = ratio(got["s3ml_p50"], got[f"{kind}_p50"])
     return out
 
 
+def finite(values: list[float]) -> list[float]:
+    return [v for v in values if math.isfinite(v)] or [math.nan]
+
+
 def spread(values: list[float]) -> str:
+    values = finite(values)
     return f"{statistics.median(values):.3f} [{min(values):.3f}..{max(values):.3f}]"
 
 
@@ -268,13 +279,13 @@ RESULT_KEYS = {  # RESULT name -> round figure; medians over the rounds
 def result_line(results: dict[str, Samples], peers: list[str]) -> str:
     figures = []
     for model, samples in results.items():
-        med = {k: statistics.median(v) for k, v in samples.items()}
+        med = {k: statistics.median(finite(v)) for k, v in samples.items()}
         figures += [f"{model}_{name}={med[key]:.3f}" for name, key in RESULT_KEYS.items()]
         figures += [
-            f"{model}_overhead_ms_min={min(samples['overhead_ms']):.3f}",
-            f"{model}_overhead_ms_max={max(samples['overhead_ms']):.3f}",
-            f"{model}_tput_vs_raw_min={min(samples['tput_vs_raw']):.3f}",
-            f"{model}_tput_vs_raw_max={max(samples['tput_vs_raw']):.3f}",
+            f"{model}_overhead_ms_min={min(finite(samples['overhead_ms'])):.3f}",
+            f"{model}_overhead_ms_max={max(finite(samples['overhead_ms'])):.3f}",
+            f"{model}_tput_vs_raw_min={min(finite(samples['tput_vs_raw'])):.3f}",
+            f"{model}_tput_vs_raw_max={max(finite(samples['tput_vs_raw'])):.3f}",
         ]
         for kind in peers:
             figures += [
