@@ -5,26 +5,37 @@ For each of the paper's four models, in one run on this machine:
   two interpreters on two threads (the same two cores the servers get);
 - s3ml: the model server over attested mTLS (sim platform): sequential p50/p99
   from one client, requests/s from concurrent client processes;
+- echo: a bare sync gRPC server over mTLS answering at once (bench/echo.py), the
+  floor under any server's latency overhead here (and its requests/s the transport ceiling);
 - MLServer and KServe's model server, plaintext gRPC, each with a small custom
   runtime calling the same interpreter (bench/peers, own virtualenvs).
-Run: bazel run //bench:serving -- [--seconds 8] [--requests 300] [--clients 4] [--no-peers]
+All servers run at once; each round measures raw and then every server back to
+back, so ratios compare figures taken seconds apart on a shared, noisy machine.
+Figures are medians over the rounds, with the spread (min..max) printed.
+Run: bazel run //bench:serving -- [--rounds 3] [--seconds 5] [--requests 200] [--clients 8]
+     [--no-peers]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import math
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
+from bench import echo
 from bench.load import Target, percentile, request, sequential, throughput
 from services.model_server import imaging
 from services.model_server.zoo import calibration
@@ -44,11 +55,12 @@ from tests.model_server.harness import (
 PEERS = Path(__file__).with_name("peers")
 
 
-@dataclass(frozen=True)
-class Stats:
-    p50_ms: float
-    p99_ms: float
-    per_s: float
+# s3ml: one process per core on one port (SO_REUSEPORT), one 1-thread interpreter per model
+# each. Connections are spread by the kernel's hash, so the clients are separate processes
+# (one connection each) and enough of them that both processes get work (with 8 clients, one
+# process is left with fewer than 2 in 7 % of runs; with 4, in 62 %).
+S3ML_ARGS = ("--processes", "2", "--pool", "1", "--threads", "1", "--workers", "16",
+             "--max-queue", "256")  # fmt: skip
 
 
 def model_input(model: str) -> tuple[np.ndarray, str]:
@@ -57,48 +69,42 @@ def model_input(model: str) -> tuple[np.ndarray, str]:
     return imaging.model_input(calibration.photos()["coffee"], size, datatype), datatype
 
 
-def raw_stats(model: str, count: int, seconds: float) -> Stats:
-    data = (ZOO / f"{model}.tflite").read_bytes()
-    batch, _ = model_input(model)
+def _interpreter(model: str) -> Interpreter:
+    it = Interpreter(model_content=(ZOO / f"{model}.tflite").read_bytes(), num_threads=1)
+    it.allocate_tensors()
+    it.set_tensor(it.get_input_details()[0]["index"], model_input(model)[0])
+    for _ in range(5):
+        it.invoke()
+    return it
 
-    def interpreter() -> Interpreter:
-        it = Interpreter(model_content=data, num_threads=1)
-        it.allocate_tensors()
-        it.set_tensor(it.get_input_details()[0]["index"], batch)
-        return it
 
-    one = interpreter()
-    for _ in range(20):
-        one.invoke()
-    latencies = []
+def raw_latency(model: str, count: int) -> list[float]:
+    one = _interpreter(model)
+    out = []
     for _ in range(count):
         start = time.perf_counter()
         one.invoke()
-        latencies.append(time.perf_counter() - start)
+        out.append(time.perf_counter() - start)
+    return out
+
+
+def raw_throughput(model: str, seconds: float) -> float:
+    """Invokes/s of two interpreters on two threads (invoke releases the GIL)."""
+    interpreters = [_interpreter(model) for _ in range(2)]
     done = [0, 0]
     until = time.perf_counter() + seconds
 
-    def loop(i: int, it: Interpreter) -> None:
+    def loop(i: int) -> None:
         while time.perf_counter() < until:
-            it.invoke()
+            interpreters[i].invoke()
             done[i] += 1
 
-    threads = [threading.Thread(target=loop, args=(i, interpreter())) for i in range(2)]
+    threads = [threading.Thread(target=loop, args=(i,)) for i in range(2)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    return Stats(
-        percentile(latencies, 0.5) * 1e3, percentile(latencies, 0.99) * 1e3, sum(done) / seconds
-    )
-
-
-def served_stats(target: Target, model: str, args: argparse.Namespace) -> Stats:
-    batch, datatype = model_input(model)
-    req = request(model, batch, datatype)
-    latencies = sequential(target, req, args.requests)
-    rate = throughput(target, req, args.clients, args.seconds)
-    return Stats(percentile(latencies, 0.5) * 1e3, percentile(latencies, 0.99) * 1e3, rate)
+    return sum(done) / seconds
 
 
 def wait_ready(proc: subprocess.Popen[str], what: str) -> str:
@@ -107,22 +113,6 @@ def wait_ready(proc: subprocess.Popen[str], what: str) -> str:
         if line.startswith("READY"):
             return line.strip()
     raise RuntimeError(f"{what} exited before it was ready (code {proc.wait()})")
-
-
-def start_peer(kind: str, port: int) -> subprocess.Popen[str]:
-    python = Path("/root/.cache/s3ml-bench") / f"venv-{kind}" / "bin" / "python"
-    launcher = PEERS / f"run_{kind}.py"
-    cmd = [
-        str(python),
-        str(launcher),
-        "--models-dir",
-        str(ZOO),
-        "--grpc-port",
-        str(port),
-        "--http-port",
-        str(port + 1),
-    ]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
 
 
 def free_port() -> int:
@@ -142,110 +132,187 @@ def stop(proc: subprocess.Popen[str]) -> None:
         proc.wait()
 
 
-def measure_s3ml(args: argparse.Namespace) -> dict[str, Stats]:
-    out: dict[str, Stats] = {}
+@contextlib.contextmanager
+def running(cmd: list[str], what: str, verbose: bool) -> Iterator[str]:
+    """Runs a server that prints `READY ...`; yields that line."""
+    stderr = sys.stderr if verbose else subprocess.DEVNULL
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr, text=True)
+    try:
+        yield wait_ready(proc, what)
+    finally:
+        stop(proc)
+
+
+@contextlib.contextmanager
+def s3ml_server(args: argparse.Namespace, settings: tuple[str, ...]) -> Iterator[Target]:
     with tempfile.TemporaryDirectory() as tmp, running_acs(Path(tmp)) as acs:
         models_dir = Path(tmp) / "models"
         register(acs, seal_zoo(models_dir, MODELS), model_server_mrenclave())
         creds = client_credentials(acs, "bench")
-        binary = srcdir() / "services" / "model_server" / "server"
         port = free_port()
-        extra = [
-            "--pool",
-            "1",
-            "--threads",
-            "1",
-            "--workers",
-            "16",
-            "--max-queue",
-            "256",
-            "--processes",
-            "2",
-        ]
-        args_ = [
+        argv = [
             a.replace("127.0.0.1:0", f"127.0.0.1:{port}")
-            for a in server_args(acs, models_dir, MODELS, *extra)
+            for a in server_args(acs, models_dir, MODELS, *settings)
         ]
-        proc = subprocess.Popen(
-            [str(binary), *args_],
-            stdout=subprocess.PIPE,
-            stderr=sys.stderr if args.verbose else subprocess.DEVNULL,
-            text=True,
-        )
-        try:
-            wait_ready(proc, "model server")
-            target = Target(
+        binary = srcdir() / "services" / "model_server" / "server"
+        with running([str(binary), *argv], "model server", args.verbose):
+            yield Target(
                 f"127.0.0.1:{port}",
                 (creds.ca_pem, creds.key_pem, creds.cert_pem),
                 f"{SERVICE}.s3ml.local",
             )
-            for model in args.models:
-                out[model] = served_stats(target, model, args)
-                print(
-                    f"  s3ml    {model:<24} p50 {out[model].p50_ms:7.2f} ms  p99 {out[model].p99_ms:7.2f} ms  {out[model].per_s:7.1f} req/s",
-                    flush=True,
-                )
-        finally:
-            stop(proc)
-    return out
 
 
-def measure_peer(kind: str, args: argparse.Namespace) -> dict[str, Stats]:
-    out: dict[str, Stats] = {}
+@contextlib.contextmanager
+def peer_server(kind: str, args: argparse.Namespace) -> Iterator[Target]:
+    python = Path("/root/.cache/s3ml-bench") / f"venv-{kind}" / "bin" / "python"
     port = free_port()
-    proc = start_peer(kind, port)
+    cmd = [str(python), str(PEERS / f"run_{kind}.py"), "--models-dir", str(ZOO),
+           "--grpc-port", str(port), "--http-port", str(port + 1)]  # fmt: skip
+    with running(cmd, kind, args.verbose):
+        yield Target(f"127.0.0.1:{port}", None)
+
+
+@contextlib.contextmanager
+def echo_server() -> Iterator[Target]:
+    pki = echo.make_pki()
+    proc, port = echo.start(pki)
     try:
-        wait_ready(proc, kind)
-        target = Target(f"127.0.0.1:{port}", None)
-        for model in args.models:
-            out[model] = served_stats(target, model, args)
-            print(
-                f"  {kind:<7} {model:<24} p50 {out[model].p50_ms:7.2f} ms  p99 {out[model].p99_ms:7.2f} ms  {out[model].per_s:7.1f} req/s",
-                flush=True,
-            )
+        yield Target(f"127.0.0.1:{port}", (pki.ca_pem, *pki.client), echo.SERVER_NAME)
     finally:
-        stop(proc)
+        proc.terminate()
+        proc.join(30)
+
+
+@contextlib.contextmanager
+def all_servers(args: argparse.Namespace) -> Iterator[dict[str, Target]]:
+    """Every server up at once, so each round can measure them back to back."""
+    with contextlib.ExitStack() as stack:
+        targets = {"s3ml": stack.enter_context(s3ml_server(args, S3ML_ARGS))}
+        if args.alt:  # an A/B of server settings, measured in the same rounds
+            alt = (*S3ML_ARGS, *args.alt.split())
+            targets["s3ml_alt"] = stack.enter_context(s3ml_server(args, alt))
+        targets["echo"] = stack.enter_context(echo_server())
+        if not args.no_peers:
+            subprocess.run(["bash", str(PEERS / "setup.sh")], check=True, stdout=sys.stderr)
+            for kind in ("mlserver", "kserve"):
+                targets[kind] = stack.enter_context(peer_server(kind, args))
+        yield targets
+
+
+Samples = dict[str, list[float]]  # figure name -> one value per round
+
+
+def one_round(model: str, targets: dict[str, Target], args: argparse.Namespace) -> dict[str, float]:
+    """raw, then every server, latency first and throughput second, all within a minute."""
+    batch, datatype = model_input(model)
+    req = request(model, batch, datatype)
+    lat = raw_latency(model, args.requests)
+    got = {"raw_p50": percentile(lat, 0.5) * 1e3, "raw_p99": percentile(lat, 0.99) * 1e3}
+    for name, target in targets.items():
+        lat = sequential(target, req, args.requests)
+        got[f"{name}_p50"] = percentile(lat, 0.5) * 1e3
+        got[f"{name}_p99"] = percentile(lat, 0.99) * 1e3
+    got["raw_tput"] = raw_throughput(model, args.seconds)
+    for name, target in targets.items():
+        got[f"{name}_tput"] = throughput(target, req, args.clients, args.seconds)
+    return got
+
+
+def ratio(a: float, b: float) -> float:
+    """a/b; NaN when b is 0 (e.g. a peer that served nothing in that round), left out of medians."""
+    return a / b if b else math.nan
+
+
+def derived(got: dict[str, float], peers: list[str]) -> dict[str, float]:
+    """Per-round ratios: each compares figures of the same round."""
+    out = {
+        "overhead_ms": got["s3ml_p50"] - got["raw_p50"],
+        "echo_ms": got["echo_p50"],
+        "echo_tput_vs_raw": ratio(got["echo_tput"], got["raw_tput"]),
+        "tput_vs_raw": ratio(got["s3ml_tput"], got["raw_tput"]),
+    }
+    for kind in peers:
+        out[f"vs_{kind}_tput"] = ratio(got["s3ml_tput"], got[f"{kind}_tput"])
+        out[f"vs_{kind}_p50"] = ratio(got["s3ml_p50"], got[f"{kind}_p50"])
     return out
+
+
+def finite(values: list[float]) -> list[float]:
+    return [v for v in values if math.isfinite(v)] or [math.nan]
+
+
+def spread(values: list[float]) -> str:
+    values = finite(values)
+    return f"{statistics.median(values):.3f} [{min(values):.3f}..{max(values):.3f}]"
+
+
+def measure(model: str, targets: dict[str, Target], args: argparse.Namespace) -> Samples:
+    samples: Samples = defaultdict(list)
+    peers = [k for k in targets if k not in ("s3ml", "echo", "s3ml_alt")]
+    for i in range(args.rounds):
+        got = one_round(model, targets, args)
+        got.update(derived(got, peers))
+        for key, value in got.items():
+            samples[key].append(value)
+        print(f"  {model} round {i + 1}: " + " ".join(f"{k}={v:.2f}" for k, v in got.items()),
+              flush=True)  # fmt: skip
+    for key in (
+        "overhead_ms",
+        "echo_ms",
+        "tput_vs_raw",
+        "echo_tput_vs_raw",
+        *(f"vs_{k}_tput" for k in peers),
+    ):
+        print(f"  {model:<24} {key:<16} median [min..max] {spread(samples[key])}", flush=True)
+    return samples
+
+
+RESULT_KEYS = {  # RESULT name -> round figure; medians over the rounds
+    "raw_p50_ms": "raw_p50", "raw_p99_ms": "raw_p99", "raw_per_s": "raw_tput",
+    "p50_ms": "s3ml_p50", "p99_ms": "s3ml_p99", "tput": "s3ml_tput", "echo_p50_ms": "echo_p50",
+    "echo_tput": "echo_tput",
+    "overhead_ms": "overhead_ms", "tput_vs_raw": "tput_vs_raw",
+}  # fmt: skip
+
+
+def result_line(results: dict[str, Samples], peers: list[str]) -> str:
+    figures = []
+    for model, samples in results.items():
+        med = {k: statistics.median(finite(v)) for k, v in samples.items()}
+        figures += [f"{model}_{name}={med[key]:.3f}" for name, key in RESULT_KEYS.items()]
+        figures += [
+            f"{model}_overhead_ms_min={min(finite(samples['overhead_ms'])):.3f}",
+            f"{model}_overhead_ms_max={max(finite(samples['overhead_ms'])):.3f}",
+            f"{model}_tput_vs_raw_min={min(finite(samples['tput_vs_raw'])):.3f}",
+            f"{model}_tput_vs_raw_max={max(finite(samples['tput_vs_raw'])):.3f}",
+        ]
+        for kind in peers:
+            figures += [
+                f"{model}_{kind}_p50_ms={med[f'{kind}_p50']:.3f}", f"{model}_{kind}_tput={med[f'{kind}_tput']:.1f}",
+                f"{model}_vs_{kind}_tput={med[f'vs_{kind}_tput']:.3f}", f"{model}_vs_{kind}_p50={med[f'vs_{kind}_p50']:.3f}",
+            ]  # fmt: skip
+    return "RESULT " + " ".join(figures)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=float, default=8.0)
-    parser.add_argument("--requests", type=int, default=300)
-    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--models", nargs="*", default=list(MODELS))
     parser.add_argument("--no-peers", action="store_true", help="skip MLServer and KServe")
+    parser.add_argument("--alt", default="", help="also serve s3ml with these extra arguments")
     parser.add_argument("--verbose", action="store_true", help="show the servers' logs")
     args = parser.parse_args()
     print("platform: s3ml on SIMULATED SGX (sim attestation, real mTLS); peers plaintext; 2 cores")
-    raw = {}
-    for model in args.models:
-        raw[model] = raw_stats(model, args.requests, args.seconds)
-        print(
-            f"  raw     {model:<24} p50 {raw[model].p50_ms:7.2f} ms  p99 {raw[model].p99_ms:7.2f} ms  {raw[model].per_s:7.1f} invokes/s (2 threads)",
-            flush=True,
-        )
-    s3ml = measure_s3ml(args)
-    peers: dict[str, dict[str, Stats]] = {}
-    if not args.no_peers:
-        subprocess.run(["bash", str(PEERS / "setup.sh")], check=True, stdout=sys.stderr)
-        for kind in ("mlserver", "kserve"):
-            peers[kind] = measure_peer(kind, args)
-    figures = []
-    for model in args.models:
-        r, s = raw[model], s3ml[model]
-        figures += [
-            f"{model}_raw_p50_ms={r.p50_ms:.3f}", f"{model}_raw_p99_ms={r.p99_ms:.3f}", f"{model}_raw_per_s={r.per_s:.1f}",
-            f"{model}_p50_ms={s.p50_ms:.3f}", f"{model}_p99_ms={s.p99_ms:.3f}", f"{model}_tput={s.per_s:.1f}",
-            f"{model}_overhead_ms={s.p50_ms - r.p50_ms:.3f}", f"{model}_tput_vs_raw={s.per_s / r.per_s:.3f}",
-        ]  # fmt: skip
-        for kind, stats in peers.items():
-            p = stats[model]
-            figures += [
-                f"{model}_{kind}_p50_ms={p.p50_ms:.3f}", f"{model}_{kind}_tput={p.per_s:.1f}",
-                f"{model}_vs_{kind}_tput={s.per_s / p.per_s:.3f}", f"{model}_vs_{kind}_p50={s.p50_ms / p.p50_ms:.3f}",
-            ]  # fmt: skip
-    print("RESULT " + " ".join(figures))
+    results: dict[str, Samples] = {}
+    with all_servers(args) as targets:
+        for model in args.models:
+            results[model] = measure(model, targets, args)
+        peers = [k for k in targets if k not in ("s3ml", "echo", "s3ml_alt")]
+    print(result_line(results, peers))
 
 
 if __name__ == "__main__":
