@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.load import Target
+from deploy.local.rendering import haproxy_preamble
 from deploy.local.supervisor import Supervisor
 from services.scaler.backends.haproxy import RuntimeApi
 from services.scaler.controller.ports import BackendError
@@ -57,16 +58,7 @@ def replica_name(node: int, model: str) -> str:
 
 def haproxy_config(model: str, nodes: int, balance: str, sock: Path) -> str:
     lines = [
-        "global",
-        f"    stats socket {sock} mode 600 level admin",
-        "    maxconn 4096",
-        "defaults",
-        "    mode tcp",
-        "    timeout connect 2s",
-        "    timeout client 60s",
-        "    timeout server 60s",
-        "    option redispatch",
-        "    retries 2",
+        *haproxy_preamble(sock),
         f"frontend {model}",
         f"    bind 127.0.0.1:{FRONTEND_PORT}",
         f"    default_backend {model}_replicas",
@@ -146,13 +138,8 @@ class BenchCluster:
 
     def stop(self, proc: subprocess.Popen[str]) -> None:
         """Stops one child (SIGTERM, then SIGKILL) and forgets it."""
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        self.sup.children = [c for c in self.sup.children if c.proc is not proc]
+        name = next(c.name for c in self.sup.children if c.proc is proc)
+        self.sup.stop_one(name, grace=15)
 
 
 def _haproxy_up(cluster: BenchCluster) -> bool:

@@ -12,10 +12,11 @@ from pathlib import Path
 from deploy.local.cluster import Cluster
 
 
-def haproxy(cluster: Cluster, state: Path) -> str:
-    lines = [
+def haproxy_preamble(admin_socket: Path) -> list[str]:
+    """TCP mode, the admin socket the scaler drives, and redispatch away from dead replicas."""
+    return [
         "global",
-        f"    stats socket {state / 'haproxy.sock'} mode 600 level admin",
+        f"    stats socket {admin_socket} mode 600 level admin",
         "    maxconn 4096",
         "defaults",
         "    mode tcp",
@@ -24,6 +25,12 @@ def haproxy(cluster: Cluster, state: Path) -> str:
         "    timeout server 60s",
         "    option redispatch",
         "    retries 2",
+    ]
+
+
+def haproxy(cluster: Cluster, state: Path) -> str:
+    lines = [
+        *haproxy_preamble(state / "haproxy.sock"),
         "frontend metrics",
         "    mode http",
         f"    bind 127.0.0.1:{cluster.haproxy_metrics_port}",

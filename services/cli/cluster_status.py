@@ -14,7 +14,6 @@ import csv
 import io
 import json
 import math
-import socket
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -26,6 +25,8 @@ import grpc
 from s3ml.scaler.v1 import scaler_pb2, scaler_pb2_grpc
 from services.attest.platform.base import SIM_WARNING
 from services.scaler.api.render import status_text
+from services.scaler.backends.haproxy import RuntimeApi
+from services.scaler.controller.ports import BackendError
 
 TIMEOUT = 2.0
 MIB = 1 << 20
@@ -97,14 +98,7 @@ def probe(url: str) -> str:
 
 def haproxy_servers(sock_path: str) -> dict[tuple[str, str], dict[str, str]]:
     """(backend, server) -> row of HAProxy's `show stat` CSV."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(TIMEOUT)
-        sock.connect(sock_path)
-        sock.sendall(b"show stat\n")
-        chunks = []
-        while chunk := sock.recv(65536):
-            chunks.append(chunk)
-    return parse_show_stat(b"".join(chunks).decode())
+    return parse_show_stat(RuntimeApi(Path(sock_path), TIMEOUT).command("show stat"))
 
 
 def parse_show_stat(text: str) -> dict[tuple[str, str], dict[str, str]]:
@@ -144,7 +138,7 @@ EPC_SIZE_QUERY = "max by (node) (s3ml_epc_size_bytes)"
 def render(endpoints: ClusterEndpoints) -> str:
     try:
         lb = haproxy_servers(endpoints.haproxy_socket)
-    except OSError:
+    except BackendError:
         lb = {}
     p99 = prometheus_vector(endpoints.prometheus_url, P99_QUERY)
     used = prometheus_vector(endpoints.prometheus_url, EPC_USED_QUERY)
