@@ -41,8 +41,10 @@ class Stress:
 
 @dataclass(frozen=True)
 class ControlSettings:
-    interval_s: float = 1.0
-    window: str = "3s"
+    """Algorithm 1's loop, its time constants compressed with the timeline (~8x)."""
+
+    interval_s: float = 0.5
+    window: str = "2s"  # 4 scrapes at cluster_harness.SCRAPE_INTERVAL
     intervals_over_threshold: int = 2  # N
     recover_intervals: int = 3  # M
 

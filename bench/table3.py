@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.cluster_harness import bench_cluster
+from bench.cluster_harness import SCRAPE_INTERVAL, bench_cluster
 from bench.interference import (
     POLICIES,
     ControlSettings,
@@ -97,7 +97,7 @@ def main(argv: list[str]) -> int:
         f"{args.seconds:.0f} s per run, stressor {stress.mib} MiB at {stress.rate_mib_s:g} MiB/s "
         f"on node-0 at 20-40 % and 60-80 %; controller every {control.interval_s:g} s, "
         f"rate window {control.window}, N={control.intervals_over_threshold}, "
-        f"M={control.recover_intervals}; Prometheus scrape 1 s",
+        f"M={control.recover_intervals}; Prometheus scrape {SCRAPE_INTERVAL}",
         flush=True,
     )
     args.out.mkdir(parents=True, exist_ok=True)

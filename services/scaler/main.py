@@ -46,6 +46,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--intervals-over-threshold", type=int, default=3, help="N of Algorithm 1")
     p.add_argument("--recover-intervals", type=int, default=3, help="M: calm intervals to return")
     p.add_argument("--recover-fraction", type=float, default=0.5, help="h: calm = paging < h*TH")
+    p.add_argument(
+        "--foreign-patience",
+        type=int,
+        default=10,
+        help="while a foreign enclave still runs, return only after M x this calm intervals",
+    )
     p.add_argument("--min-replicas", type=int, default=1)
     p.add_argument("--max-replicas", type=int, default=4)
     p.add_argument("--cooldown", type=float, default=30.0, help="seconds between scalings")
@@ -85,7 +91,7 @@ def controller_for(args: argparse.Namespace, backend: Backend) -> Controller:
         args.profiles_dir, args.model or list(profiles.PAPER_SLO_MS), template
     )
     config = ControllerConfig(
-        hysteresis=Hysteresis(args.recover_intervals, args.recover_fraction),
+        hysteresis=Hysteresis(args.recover_intervals, args.recover_fraction, args.foreign_patience),
         scaling=ScalingPolicy(
             cooldown_s=args.cooldown,
             replica_epc_bytes=args.replica_epc_mib << 20,

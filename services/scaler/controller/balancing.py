@@ -2,9 +2,12 @@
 
 Per endpoint, `counter` counts consecutive intervals in which its node paged
 more than the model's TH; after N such intervals (counter == N) the weight goes
-to 0. The paper puts it back when the node runs no interfering enclave; we read
-that from paging: M consecutive intervals below TH*h (h < 1) — a hysteresis
-band, so a node hovering around TH never flaps. Pinned endpoints are left
+to 0. The paper puts it back when the node runs no interfering enclave; we
+require that too (the exporter's foreign-enclave count is 0) and M consecutive
+intervals below TH*h (h < 1) — a hysteresis band, so a node hovering around TH
+never flaps. A foreign enclave that stays but stopped paging (a quiet
+co-tenant) must not exile the endpoint for ever: after `foreign_patience`
+times M calm intervals it comes back anyway. Pinned endpoints are left
 alone, endpoints on nodes without fresh metrics hold their state, and a model
 never loses its last endpoint in rotation: the least-bad one stays in.
 """
@@ -21,10 +24,19 @@ from services.scaler.controller.state import Decision, Endpoint, ModelSlo, NodeE
 class Hysteresis:
     recover_intervals: int = 3  # M
     recover_fraction: float = 0.5  # h
+    foreign_patience: int = 10  # with a foreign enclave still running: M * this calm intervals
 
     def __post_init__(self) -> None:
         if self.recover_intervals < 1 or not 0 < self.recover_fraction <= 1:
             raise ValueError("need recover_intervals >= 1 and 0 < recover_fraction <= 1")
+        if self.foreign_patience < 1:
+            raise ValueError("need foreign_patience >= 1")
+
+    def calm_needed(self, node: NodeEpc) -> int:
+        """Calm intervals before an endpoint returns: M, longer while interference runs."""
+        if node.foreign_enclaves == 0:
+            return self.recover_intervals
+        return self.recover_intervals * self.foreign_patience
 
 
 def _count(ep: Endpoint, node: NodeEpc, th: float, hyst: Hysteresis) -> Endpoint:
@@ -41,7 +53,7 @@ def _decide(ep: Endpoint, node: NodeEpc, slo: ModelSlo, hyst: Hysteresis) -> tup
             f"{slo.threshold_mb_per_s:.1f} for {ep.counter} intervals (N="
             f"{slo.intervals_over_threshold}); out of rotation"
         )
-    if ep.weight == 0 and ep.calm >= hyst.recover_intervals:
+    if ep.weight == 0 and ep.calm >= hyst.calm_needed(node):
         return replace(ep, weight=1, counter=0), (
             f"node {node.node} paged {node.paging_mb_per_s:.1f} MB/s < "
             f"{hyst.recover_fraction:g}*TH for {ep.calm} intervals "

@@ -35,6 +35,7 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, runner.Plan]:
     p.add_argument("--state-dir", type=Path, required=True, help="holds epc/<node>.pool")
     p.add_argument("--out", type=Path, required=True, help="directory for JSON and PNG")
     p.add_argument("--warmup-s", type=float, default=1.0)
+    p.add_argument("--min-step-s", type=float, default=1.0, help="shortest step, seconds")
     p.add_argument(
         "--extra-delay-us",
         type=float,
@@ -58,7 +59,7 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, runner.Plan]:
         a.model_file = ZOO / f"{a.model}.tflite"
     if not a.model_file.is_file():
         p.error(f"no model file {a.model_file}; give --model-file")
-    return a, runner.Plan(a.model, slo, rates, a.requests, stressor, a.warmup_s)
+    return a, runner.Plan(a.model, slo, rates, a.requests, stressor, a.warmup_s, a.min_step_s)
 
 
 def main(argv: list[str]) -> int:

@@ -67,6 +67,9 @@ class Plan:
     requests: int
     stressor_mib: int
     warmup_s: float = 1.0
+    # Paging is a rate: a step shorter than a few stressor ticks (20 ms) could fall
+    # between two of them and read 0 MB/s, so a step lasts at least this long.
+    min_step_s: float = 1.0
 
 
 @contextmanager
@@ -94,12 +97,14 @@ def stressor_process(
         proc.wait(30)
 
 
-def measure(replica: Replica, pool: EpcPool, requests: int) -> tuple[float, list[float]]:
-    """(paging MB/s over the step, per-request latencies in ms)."""
+def measure(
+    replica: Replica, pool: EpcPool, requests: int, min_seconds: float = 0.0
+) -> tuple[float, list[float]]:
+    """(paging MB/s over the step, per-request latencies in ms): `requests`, at least."""
     before = pool.snapshot()
     started = time.monotonic()
-    latencies = []
-    for _ in range(requests):
+    latencies: list[float] = []
+    while len(latencies) < requests or time.monotonic() - started < min_seconds:
         t0 = time.perf_counter()
         replica.infer()
         latencies.append((time.perf_counter() - t0) * 1000.0)
@@ -123,7 +128,7 @@ def run(
             deadline = time.monotonic() + plan.warmup_s
             while time.monotonic() < deadline:
                 replica.infer()
-            paging, latencies = measure(replica, pool, plan.requests)
+            paging, latencies = measure(replica, pool, plan.requests, plan.min_step_s)
         steps.append(step(paging, latencies))
         log.info("stressor %.1f MiB/s: paging %.1f MB/s, p50 %.1f ms, p99 %.1f ms", rate,
                  paging, steps[-1].p50_ms, steps[-1].p99_ms)  # fmt: skip

@@ -15,9 +15,9 @@ def endpoints(n: int = 3) -> list[Endpoint]:
     return [Endpoint(f"node-{i}/m", "m", f"node-{i}", f"127.0.0.1:{9000 + i}") for i in range(n)]
 
 
-def nodes(*paging: float, fresh: bool = True) -> dict[str, NodeEpc]:
+def nodes(*paging: float, fresh: bool = True, foreign: int = 0) -> dict[str, NodeEpc]:
     return {
-        f"node-{i}": NodeEpc(f"node-{i}", paging_mb_per_s=p, fresh=fresh)
+        f"node-{i}": NodeEpc(f"node-{i}", paging_mb_per_s=p, fresh=fresh, foreign_enclaves=foreign)
         for i, p in enumerate(paging)
     }
 
@@ -122,3 +122,15 @@ def test_decisions_carry_reasons() -> None:
     assert [(d.action, d.target) for d in decisions] == [("weight", "node-0/m")] * 2
     assert "80.0 MB/s > TH 50.0" in decisions[0].reason
     assert "back in rotation" in decisions[1].reason
+
+
+def test_no_return_while_a_foreign_enclave_runs_unless_it_stays_quiet_long() -> None:
+    """The paper's rule: back when the node runs no interfering enclave."""
+    out = run(endpoints(), *[nodes(80.0, 0, 0, foreign=1)] * 3)
+    calm_but_stressor_alive = nodes(10.0, 0, 0, foreign=1)
+    held = run(out, *[calm_but_stressor_alive] * (HYST.recover_intervals * 3))
+    assert weights(held) == [0, 1, 1]
+    assert weights(run(held, nodes(10.0, 0, 0, foreign=0))) == [1, 1, 1]
+    patience = HYST.recover_intervals * HYST.foreign_patience
+    assert weights(run(out, *[calm_but_stressor_alive] * (patience - 1))) == [0, 1, 1]
+    assert weights(run(out, *[calm_but_stressor_alive] * patience)) == [1, 1, 1]
