@@ -1,8 +1,10 @@
 """Serving benchmark: raw TFLite invoke vs s3ml end to end vs MLServer and KServe.
 
 For each of the paper's four models, in one run on this machine:
-- raw: one `ai-edge-litert` interpreter (1 thread): invoke p50/p99; invokes/s with
-  two interpreters on two threads (the same two cores the servers get);
+- raw: one `ai-edge-litert` interpreter (1 thread): invoke p50/p99 back to back, and
+  p50 with the core idle 1 ms between invokes (raw_idle: what a request/response
+  server's invoke costs at best); invokes/s with two interpreters on two threads (the
+  same two cores the servers get);
 - s3ml: the model server over attested mTLS (sim platform): sequential p50/p99
   from one client, requests/s from concurrent client processes;
 - echo: a bare sync gRPC server over mTLS answering at once (bench/echo.py), the
@@ -78,10 +80,15 @@ def _interpreter(model: str) -> Interpreter:
     return it
 
 
-def raw_latency(model: str, count: int) -> list[float]:
+def raw_latency(model: str, count: int, pause_s: float = 0.0) -> list[float]:
+    """Invoke latencies; `pause_s` idles the core between invokes, as a request/response
+    server's core idles while the answer travels and the next request arrives (caches
+    and the core's clock go cold: the invoke itself gets slower, for every server)."""
     one = _interpreter(model)
     out = []
     for _ in range(count):
+        if pause_s:
+            time.sleep(pause_s)
         start = time.perf_counter()
         one.invoke()
         out.append(time.perf_counter() - start)
@@ -201,6 +208,7 @@ def all_servers(args: argparse.Namespace) -> Iterator[dict[str, Target]]:
 
 
 Samples = dict[str, list[float]]  # figure name -> one value per round
+IDLE_PAUSE_S = 0.001  # about one sequential round trip of the echo server here
 
 
 def one_round(model: str, targets: dict[str, Target], args: argparse.Namespace) -> dict[str, float]:
@@ -209,6 +217,7 @@ def one_round(model: str, targets: dict[str, Target], args: argparse.Namespace) 
     req = request(model, batch, datatype)
     lat = raw_latency(model, args.requests)
     got = {"raw_p50": percentile(lat, 0.5) * 1e3, "raw_p99": percentile(lat, 0.99) * 1e3}
+    got["raw_idle_p50"] = percentile(raw_latency(model, args.requests, IDLE_PAUSE_S), 0.5) * 1e3
     for name, target in targets.items():
         lat = sequential(target, req, args.requests)
         got[f"{name}_p50"] = percentile(lat, 0.5) * 1e3
@@ -228,6 +237,7 @@ def derived(got: dict[str, float], peers: list[str]) -> dict[str, float]:
     """Per-round ratios: each compares figures of the same round."""
     out = {
         "overhead_ms": got["s3ml_p50"] - got["raw_p50"],
+        "idle_invoke_ms": got["raw_idle_p50"] - got["raw_p50"],
         "echo_ms": got["echo_p50"],
         "echo_tput_vs_raw": ratio(got["echo_tput"], got["raw_tput"]),
         "tput_vs_raw": ratio(got["s3ml_tput"], got["raw_tput"]),
@@ -260,6 +270,7 @@ def measure(model: str, targets: dict[str, Target], args: argparse.Namespace) ->
     for key in (
         "overhead_ms",
         "echo_ms",
+        "idle_invoke_ms",
         "tput_vs_raw",
         "echo_tput_vs_raw",
         *(f"vs_{k}_tput" for k in peers),
@@ -270,6 +281,7 @@ def measure(model: str, targets: dict[str, Target], args: argparse.Namespace) ->
 
 RESULT_KEYS = {  # RESULT name -> round figure; medians over the rounds
     "raw_p50_ms": "raw_p50", "raw_p99_ms": "raw_p99", "raw_per_s": "raw_tput",
+    "raw_idle_p50_ms": "raw_idle_p50",
     "p50_ms": "s3ml_p50", "p99_ms": "s3ml_p99", "tput": "s3ml_tput", "echo_p50_ms": "echo_p50",
     "echo_tput": "echo_tput",
     "overhead_ms": "overhead_ms", "tput_vs_raw": "tput_vs_raw",

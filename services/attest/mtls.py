@@ -16,7 +16,7 @@ import grpc
 from cryptography import x509
 
 from services.attest.ca import role_uri
-from services.rpc.intercept import Behavior, Continuation, wrap_unary
+from services.rpc.intercept import Behavior, UnaryInterceptor
 
 
 def server_credentials(
@@ -74,24 +74,31 @@ class RevocationList:
 Predicate = Callable[[x509.Certificate], bool]
 
 
-class PeerPolicyInterceptor(grpc.ServerInterceptor):
+class PeerPolicyInterceptor(UnaryInterceptor):
     """Refuses calls whose peer certificate is missing, revoked or of the wrong role.
 
     `allowed(cert)` decides the role (e.g. admin only); the status codes follow
     gRPC's meaning: no credential → UNAUTHENTICATED, wrong role → PERMISSION_DENIED.
+    A certificate's role never changes, so its verdict is kept per certificate;
+    revocation is checked on every call.
     """
 
     def __init__(self, allowed: Predicate, revocations: RevocationList, what: str) -> None:
+        super().__init__()
         self._allowed = allowed
         self._revocations = revocations
         self._what = what
+        self._verdicts: dict[x509.Certificate, bool] = {}
 
-    def intercept_service(
-        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        return wrap_unary(continuation, handler_call_details, self._around)
+    def _role_allowed(self, cert: x509.Certificate) -> bool:
+        verdict = self._verdicts.get(cert)
+        if verdict is None:
+            if len(self._verdicts) >= _PARSED_LIMIT:
+                self._verdicts.clear()
+            verdict = self._verdicts[cert] = self._allowed(cert)
+        return verdict
 
-    def _around(self, inner: Behavior) -> Behavior:
+    def around(self, method: str, inner: Behavior) -> Behavior:
         def checked(request: Any, context: grpc.ServicerContext) -> Any:
             cert = peer_certificate(context)
             if cert is None:
@@ -100,7 +107,7 @@ class PeerPolicyInterceptor(grpc.ServerInterceptor):
                 )
             elif self._revocations.revoked(cert):
                 context.abort(grpc.StatusCode.UNAUTHENTICATED, f"{self._what}: certificate revoked")
-            elif not self._allowed(cert):
+            elif not self._role_allowed(cert):
                 role = role_uri(cert) or "no s3ml role"
                 context.abort(
                     grpc.StatusCode.PERMISSION_DENIED, f"{self._what}: {role} may not call this"

@@ -186,8 +186,8 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             remaining = None  # no deadline set: gRPC reports "infinity"
         self._admission.enter()
         try:
-            self._epc.touch()  # sim EPC: page the working set in, paying the cost
-            outputs = model.pool.run(inputs, remaining)
+            # sim EPC: the working set pages in while the interpreter runs, paying the cost
+            outputs = model.pool.run(inputs, remaining, self._epc.touch)
         finally:
             self._admission.leave()
         response = pb.ModelInferResponse(

@@ -16,7 +16,9 @@ from services.telemetry import health, logs, tracing
 def supervise(argv: list[str], processes: int) -> int:
     """Runs `processes` single-process servers on one port; READY once all are."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
-    module = [sys.executable, "-m", "services.model_server.main"]
+    # -P: `-m` would put the working directory first on sys.path, and run from a source
+    # checkout the children would import the sources instead of this build's modules.
+    module = [sys.executable, "-P", "-m", "services.model_server.main"]
     children = [
         subprocess.Popen(
             [*module, *argv, "--processes", "1", f"--replica-suffix=-p{i}"],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -25,3 +26,36 @@ def wrap_unary(
         request_deserializer=handler.request_deserializer,
         response_serializer=handler.response_serializer,
     )
+
+
+class UnaryInterceptor(grpc.ServerInterceptor):
+    """Wraps each registered method's behavior once, not on every call.
+
+    gRPC asks the interceptor chain for a handler on every call; building the
+    wrapper closures and handler tuples each time cost tens of microseconds per
+    interceptor on the inference path. Handlers are fixed once a server starts,
+    so the wrapped handler is kept per method. Unknown methods (None) are not
+    kept: a client must not grow the cache by inventing method names.
+    """
+
+    def __init__(self) -> None:
+        self._wrapped: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
+        self._lock = threading.Lock()
+
+    def around(self, method: str, inner: Behavior) -> Behavior:
+        raise NotImplementedError
+
+    def intercept_service(
+        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        method = handler_call_details.method
+        cached = self._wrapped.get(method)
+        if cached is not None:
+            return cached
+        handler = wrap_unary(
+            continuation, handler_call_details, lambda inner: self.around(method, inner)
+        )
+        if handler is not None:
+            with self._lock:
+                self._wrapped.setdefault(method, handler)
+        return handler

@@ -13,7 +13,7 @@ from typing import Any, cast
 
 import grpc
 
-from services.rpc.intercept import Behavior, Continuation, wrap_unary
+from services.rpc.intercept import Behavior, UnaryInterceptor
 
 log = logging.getLogger(__name__)
 MAX_MESSAGE = 400
@@ -24,31 +24,24 @@ def code_for(err: Exception, table: CodeTable) -> grpc.StatusCode | None:
     return next((code for kind, code in table if isinstance(err, kind)), None)
 
 
-class ErrorMappingInterceptor(grpc.ServerInterceptor):
+class ErrorMappingInterceptor(UnaryInterceptor):
     def __init__(self, table: CodeTable) -> None:
+        super().__init__()
         self._table = table
 
-    def intercept_service(
-        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        method = handler_call_details.method
+    def around(self, method: str, inner: Behavior) -> Behavior:
         table = self._table
 
-        def around(inner: Behavior) -> Behavior:
-            def mapped(request: Any, context: grpc.ServicerContext) -> Any:
-                try:
-                    return inner(request, context)
-                except Exception as err:
-                    code = code_for(err, table)
-                    if code is None:
-                        if cast(Any, context).code() is not None:  # aborted on purpose
-                            raise
-                        log.error("%s failed unexpectedly: %s", method, type(err).__name__)
-                        context.abort(
-                            grpc.StatusCode.INTERNAL, "internal error; see the server log"
-                        )
-                    context.abort(code, str(err)[:MAX_MESSAGE])
+        def mapped(request: Any, context: grpc.ServicerContext) -> Any:
+            try:
+                return inner(request, context)
+            except Exception as err:
+                code = code_for(err, table)
+                if code is None:
+                    if cast(Any, context).code() is not None:  # aborted on purpose
+                        raise
+                    log.error("%s failed unexpectedly: %s", method, type(err).__name__)
+                    context.abort(grpc.StatusCode.INTERNAL, "internal error; see the server log")
+                context.abort(code, str(err)[:MAX_MESSAGE])
 
-            return mapped
-
-        return wrap_unary(continuation, handler_call_details, around)
+        return mapped

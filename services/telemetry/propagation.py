@@ -15,7 +15,7 @@ import grpc
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from services.rpc.intercept import Behavior, Continuation, wrap_unary
+from services.rpc.intercept import Behavior, UnaryInterceptor
 
 _tracer = trace.get_tracer("s3ml.rpc")
 
@@ -59,27 +59,20 @@ class ClientTracing(grpc.UnaryUnaryClientInterceptor):
             return outcome
 
 
-class ServerTracing(grpc.ServerInterceptor):
+class ServerTracing(UnaryInterceptor):
     """Continues the caller's trace in `rpc.server <method>`."""
 
-    def intercept_service(
-        self, continuation: Continuation, details: grpc.HandlerCallDetails
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        method = details.method
+    def around(self, method: str, inner: Behavior) -> Behavior:
+        name = f"rpc.server {method}"
 
-        def around(behavior: Behavior) -> Behavior:
-            def traced(request: Any, context: grpc.ServicerContext) -> Any:
-                carrier = {k: v for k, v in context.invocation_metadata() if isinstance(v, str)}
-                with _tracer.start_as_current_span(
-                    f"rpc.server {method}",
-                    context=propagate.extract(carrier),
-                    kind=SpanKind.SERVER,
-                ):
-                    return behavior(request, context)
+        def traced(request: Any, context: grpc.ServicerContext) -> Any:
+            carrier = {k: v for k, v in context.invocation_metadata() if isinstance(v, str)}
+            with _tracer.start_as_current_span(
+                name, context=propagate.extract(carrier), kind=SpanKind.SERVER
+            ):
+                return inner(request, context)
 
-            return traced
-
-        return wrap_unary(continuation, details, around)
+        return traced
 
 
 def traced_channel(channel: grpc.Channel) -> grpc.Channel:

@@ -82,7 +82,7 @@ def stressor_process(
         return
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "services.scaler.stressor.main", "--node", node,
+        [sys.executable, "-P", "-m", "services.scaler.stressor.main", "--node", node,
          "--state-dir", str(state_dir), "--mib", str(mib), "--rate-mib-s", str(rate_mib_s),
          "--extra-delay-us", str(cost.extra_delay_us)],
         stdout=subprocess.PIPE, text=True, env=env,

@@ -8,7 +8,6 @@ thread advance that node's paging counters at that rate.
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import threading
 import time
@@ -19,15 +18,9 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
-from tests.scaler.backends.haproxy_harness import binary
+from tests.scaler.backends.haproxy_harness import binary, free_port
 
 EPC_BYTES = int(93.5 * (1 << 20))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Exporter:
