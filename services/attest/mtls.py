@@ -79,8 +79,6 @@ class PeerPolicyInterceptor(UnaryInterceptor):
 
     `allowed(cert)` decides the role (e.g. admin only); the status codes follow
     gRPC's meaning: no credential → UNAUTHENTICATED, wrong role → PERMISSION_DENIED.
-    A certificate's role never changes, so its verdict is kept per certificate;
-    revocation is checked on every call.
     """
 
     def __init__(self, allowed: Predicate, revocations: RevocationList, what: str) -> None:
@@ -88,15 +86,6 @@ class PeerPolicyInterceptor(UnaryInterceptor):
         self._allowed = allowed
         self._revocations = revocations
         self._what = what
-        self._verdicts: dict[x509.Certificate, bool] = {}
-
-    def _role_allowed(self, cert: x509.Certificate) -> bool:
-        verdict = self._verdicts.get(cert)
-        if verdict is None:
-            if len(self._verdicts) >= _PARSED_LIMIT:
-                self._verdicts.clear()
-            verdict = self._verdicts[cert] = self._allowed(cert)
-        return verdict
 
     def around(self, method: str, inner: Behavior) -> Behavior:
         def checked(request: Any, context: grpc.ServicerContext) -> Any:
@@ -107,7 +96,7 @@ class PeerPolicyInterceptor(UnaryInterceptor):
                 )
             elif self._revocations.revoked(cert):
                 context.abort(grpc.StatusCode.UNAUTHENTICATED, f"{self._what}: certificate revoked")
-            elif not self._role_allowed(cert):
+            elif not self._allowed(cert):
                 role = role_uri(cert) or "no s3ml role"
                 context.abort(
                     grpc.StatusCode.PERMISSION_DENIED, f"{self._what}: {role} may not call this"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -35,12 +34,12 @@ class UnaryInterceptor(grpc.ServerInterceptor):
     wrapper closures and handler tuples each time cost tens of microseconds per
     interceptor on the inference path. Handlers are fixed once a server starts,
     so the wrapped handler is kept per method. Unknown methods (None) are not
-    kept: a client must not grow the cache by inventing method names.
+    kept: a client must not grow the cache by inventing method names. Two first
+    calls racing both wrap; `setdefault` keeps one (atomic on a dict).
     """
 
     def __init__(self) -> None:
         self._wrapped: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
-        self._lock = threading.Lock()
 
     def around(self, method: str, inner: Behavior) -> Behavior:
         raise NotImplementedError
@@ -55,7 +54,6 @@ class UnaryInterceptor(grpc.ServerInterceptor):
         handler = wrap_unary(
             continuation, handler_call_details, lambda inner: self.around(method, inner)
         )
-        if handler is not None:
-            with self._lock:
-                self._wrapped.setdefault(method, handler)
-        return handler
+        if handler is None:
+            return None
+        return self._wrapped.setdefault(method, handler)
