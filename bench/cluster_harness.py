@@ -10,6 +10,7 @@ never collide with `make up` or the tests.
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import time
 import urllib.request
@@ -195,9 +196,31 @@ def _start_monitoring(sup: Supervisor, state: Path, nodes: int) -> None:
     wait_for(lambda: _prometheus_ready(url), 30, "Prometheus")
 
 
+def _refuse_taken_ports(nodes: int) -> None:
+    """The bench's ports are fixed: a leftover HAProxy (it binds with SO_REUSEPORT) or
+    Prometheus of an interrupted run would silently share them and take part of the
+    traffic or answer the controller's queries, so a taken port stops the run."""
+    ports = [FRONTEND_PORT, PROMETHEUS_PORT, HAPROXY_METRICS_PORT]
+    for node in range(nodes):
+        ports += [replica_port(node), replica_metrics_port(node), exporter_port(node)]
+    for port in ports:
+        with socket.socket() as sock:
+            # SO_REUSEADDR: connections of a finished run in TIME_WAIT do not count;
+            # a listening socket still does.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError as err:
+                raise RuntimeError(
+                    f"port {port} is in use ({err.strerror}): a process of an earlier bench "
+                    f"run? find it with `ss -ltnp 'sport = :{port}'` and stop it"
+                ) from err
+
+
 @contextmanager
 def bench_cluster(state: Path, nodes: int = 3, monitoring: bool = True) -> Iterator[BenchCluster]:
     """ACS + sealed zoo (+ exporters and Prometheus); replicas/HAProxy are started by the bench."""
+    _refuse_taken_ports(nodes)
     state.mkdir(parents=True, exist_ok=True)
     sup = Supervisor(state / "logs")
     with running_acs(state) as acs:
