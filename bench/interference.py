@@ -151,9 +151,7 @@ def offered_rate(
     Aim: the stressed replica gets `overload` x what it can serve under full stress
     (so round robin builds a backlog there, as in the paper), but no replica may use
     more than `quiet_utilization` of a core when quiet: 3 replicas, HAProxy and the
-    clients share 2 cores. The CPU cap wins here: a higher load (tried: with one
-    replica out, the other two at 40 % busy) made the two remaining replicas queue on
-    the shared cores as much as the interference itself hurt (docs/benchmarks-scaler.md).
+    clients share 2 cores. The CPU cap wins for every model here.
     """
     quiet, stressed = cal.steps[0].p50_ms / 1e3, cal.steps[-1].p50_ms / 1e3
     return replicas * min(overload / stressed, quiet_utilization / quiet)
