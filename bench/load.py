@@ -6,6 +6,7 @@ processes (spawned, so each has its own interpreter lock), all on loopback.
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 import time
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 import grpc
 import numpy as np
 
+from bench.proctime import tree_cpu_s
 from inference import grpc_predict_v2_pb2 as pb
 from inference import grpc_predict_v2_pb2_grpc as pb_grpc
 
@@ -22,6 +24,7 @@ class Target:
     address: str
     tls: tuple[bytes, bytes, bytes] | None  # (ca, key, cert) for mTLS, None for plaintext
     server_name: str = ""
+    pid: int | None = None  # the server's root process, for its CPU time; None if unknown
 
     def channel(self) -> grpc.Channel:
         options: list[tuple[str, int | str]] = [
@@ -65,31 +68,78 @@ def sequential(
     return out
 
 
+@dataclass(frozen=True)
+class Throughput:
+    per_s: float  # requests completed per second
+    client_cpu_ms: float  # CPU the client processes spent per request
+    server_cpu_ms: float  # CPU the server's process tree spent per request; NaN if unknown
+
+
 def _client(
-    target: Target, req_bytes: bytes, begin: float, until: float, out: multiprocessing.Queue[int]
+    target: Target,
+    req_bytes: bytes,
+    ready: multiprocessing.Queue[bool],
+    window: multiprocessing.Queue[tuple[float, float]],
+    out: multiprocessing.Queue[tuple[int, float]],
 ) -> None:
     req = pb.ModelInferRequest.FromString(req_bytes)
-    done = 0
+    done, cpu_at_begin = 0, math.nan
     with target.channel() as channel:
         call = pb_grpc.GRPCInferenceServiceStub(channel).ModelInfer
-        call(req, timeout=60)
+        call(req, timeout=60)  # connected, and the server has seen this client
+        ready.put(True)
+        begin, until = window.get()
         while (now := time.time()) < until:
+            if now >= begin and math.isnan(cpu_at_begin):
+                cpu_at_begin = time.process_time()
             call(req, timeout=60)
             done += now >= begin
-    out.put(done)
+    out.put((done, time.process_time() - cpu_at_begin if done else 0.0))
+
+
+def _server_cpu_s(target: Target, at: float) -> float:
+    time.sleep(max(0.0, at - time.time()))
+    return tree_cpu_s(target.pid) if target.pid is not None else math.nan
+
+
+WARMUP_S = 1.0  # every client is already sending when the measured window opens
+
+
+def measured_throughput(
+    target: Target, req: pb.ModelInferRequest, clients: int, seconds: float
+) -> Throughput:
+    """Requests/s of `clients` concurrent client processes in `seconds`, and the CPU it took.
+
+    The window opens only once every client is connected: spawning a client takes
+    seconds on a loaded machine, and a window opened on a clock could start with
+    half of them.
+    """
+    ctx = multiprocessing.get_context("spawn")
+    ready: multiprocessing.Queue[bool] = ctx.Queue()
+    window: multiprocessing.Queue[tuple[float, float]] = ctx.Queue()
+    out: multiprocessing.Queue[tuple[int, float]] = ctx.Queue()
+    args = (target, req.SerializeToString(), ready, window, out)
+    procs = [ctx.Process(target=_client, args=args) for _ in range(clients)]
+    for proc in procs:
+        proc.start()
+    for _ in procs:
+        ready.get(timeout=120)
+    begin = time.time() + WARMUP_S
+    until = begin + seconds
+    for _ in procs:
+        window.put((begin, until))
+    server_cpu = -_server_cpu_s(target, begin)
+    server_cpu += _server_cpu_s(target, until)
+    counts = [out.get(timeout=seconds + 120) for _ in procs]
+    for proc in procs:
+        proc.join()
+    done = sum(n for n, _ in counts)
+    per_request_ms = 1e3 / done if done else math.nan
+    return Throughput(
+        done / seconds, sum(cpu for _, cpu in counts) * per_request_ms, server_cpu * per_request_ms
+    )
 
 
 def throughput(target: Target, req: pb.ModelInferRequest, clients: int, seconds: float) -> float:
     """Requests/s completed by `clients` concurrent client processes in `seconds`."""
-    ctx = multiprocessing.get_context("spawn")
-    queue: multiprocessing.Queue[int] = ctx.Queue()
-    begin = time.time() + 4.0  # start-up of the spawned clients is not measured
-    until = begin + seconds
-    args = (target, req.SerializeToString(), begin, until, queue)
-    procs = [ctx.Process(target=_client, args=args) for _ in range(clients)]
-    for proc in procs:
-        proc.start()
-    total = sum(queue.get(timeout=seconds + 120) for _ in procs)
-    for proc in procs:
-        proc.join()
-    return total / seconds
+    return measured_throughput(target, req, clients, seconds).per_s

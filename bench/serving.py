@@ -11,6 +11,11 @@ For each of the paper's four models, in one run on this machine:
   floor under any server's latency overhead here (and its requests/s the transport ceiling);
 - MLServer and KServe's model server, plaintext gRPC, each with a small custom
   runtime calling the same interpreter (bench/peers, own virtualenvs).
+During every requests/s run the bench also reads, from /proc, the CPU each server's
+process tree and the client processes spent per request (`*_server_cpu_ms`,
+`client_cpu_ms`): clients and servers share the two cores, so `server_tput_vs_raw`
+(an invoke's CPU against the s3ml server's CPU per request) says what tput_vs_raw
+would be with the clients on other machines.
 All servers run at once; each round measures raw and then every server back to
 back, so ratios compare figures taken seconds apart on a shared, noisy machine.
 Figures are medians over the rounds, with the spread (min..max) printed.
@@ -38,7 +43,7 @@ import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
 from bench import echo
-from bench.load import Target, percentile, request, sequential, throughput
+from bench.load import Target, measured_throughput, percentile, request, sequential
 from services.model_server import imaging
 from services.model_server.zoo import calibration
 from tests.attest.acs_harness import running_acs, srcdir
@@ -95,10 +100,13 @@ def raw_latency(model: str, count: int, pause_s: float = 0.0) -> list[float]:
     return out
 
 
+RAW_THREADS = 2  # the machine's cores
+
+
 def raw_throughput(model: str, seconds: float) -> float:
     """Invokes/s of two interpreters on two threads (invoke releases the GIL)."""
-    interpreters = [_interpreter(model) for _ in range(2)]
-    done = [0, 0]
+    interpreters = [_interpreter(model) for _ in range(RAW_THREADS)]
+    done = [0] * RAW_THREADS
     until = time.perf_counter() + seconds
 
     def loop(i: int) -> None:
@@ -106,7 +114,7 @@ def raw_throughput(model: str, seconds: float) -> float:
             interpreters[i].invoke()
             done[i] += 1
 
-    threads = [threading.Thread(target=loop, args=(i,)) for i in range(2)]
+    threads = [threading.Thread(target=loop, args=(i,)) for i in range(RAW_THREADS)]
     for t in threads:
         t.start()
     for t in threads:
@@ -140,12 +148,13 @@ def stop(proc: subprocess.Popen[str]) -> None:
 
 
 @contextlib.contextmanager
-def running(cmd: list[str], what: str, verbose: bool) -> Iterator[str]:
-    """Runs a server that prints `READY ...`; yields that line."""
+def running(cmd: list[str], what: str, verbose: bool) -> Iterator[int]:
+    """Runs a server that prints `READY ...` once it serves; yields its pid."""
     stderr = sys.stderr if verbose else subprocess.DEVNULL
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr, text=True)
     try:
-        yield wait_ready(proc, what)
+        wait_ready(proc, what)
+        yield proc.pid
     finally:
         stop(proc)
 
@@ -162,11 +171,12 @@ def s3ml_server(args: argparse.Namespace, settings: tuple[str, ...]) -> Iterator
             for a in server_args(acs, models_dir, MODELS, *settings)
         ]
         binary = srcdir() / "services" / "model_server" / "server"
-        with running([str(binary), *argv], "model server", args.verbose):
+        with running([str(binary), *argv], "model server", args.verbose) as pid:
             yield Target(
                 f"127.0.0.1:{port}",
                 (creds.ca_pem, creds.key_pem, creds.cert_pem),
                 f"{SERVICE}.s3ml.local",
+                pid,
             )
 
 
@@ -176,8 +186,8 @@ def peer_server(kind: str, args: argparse.Namespace) -> Iterator[Target]:
     port = free_port()
     cmd = [str(python), str(PEERS / f"run_{kind}.py"), "--models-dir", str(ZOO),
            "--grpc-port", str(port), "--http-port", str(port + 1)]  # fmt: skip
-    with running(cmd, kind, args.verbose):
-        yield Target(f"127.0.0.1:{port}", None)
+    with running(cmd, kind, args.verbose) as pid:
+        yield Target(f"127.0.0.1:{port}", None, pid=pid)
 
 
 @contextlib.contextmanager
@@ -185,7 +195,7 @@ def echo_server() -> Iterator[Target]:
     pki = echo.make_pki()
     proc, port = echo.start(pki)
     try:
-        yield Target(f"127.0.0.1:{port}", (pki.ca_pem, *pki.client), echo.SERVER_NAME)
+        yield Target(f"127.0.0.1:{port}", (pki.ca_pem, *pki.client), echo.SERVER_NAME, proc.pid)
     finally:
         proc.terminate()
         proc.join(30)
@@ -224,7 +234,10 @@ def one_round(model: str, targets: dict[str, Target], args: argparse.Namespace) 
         got[f"{name}_p99"] = percentile(lat, 0.99) * 1e3
     got["raw_tput"] = raw_throughput(model, args.seconds)
     for name, target in targets.items():
-        got[f"{name}_tput"] = throughput(target, req, args.clients, args.seconds)
+        run = measured_throughput(target, req, args.clients, args.seconds)
+        got[f"{name}_tput"] = run.per_s
+        got[f"{name}_server_cpu_ms"] = run.server_cpu_ms
+        got[f"{name}_client_cpu_ms"] = run.client_cpu_ms
     return got
 
 
@@ -241,6 +254,10 @@ def derived(got: dict[str, float], peers: list[str]) -> dict[str, float]:
         "echo_ms": got["echo_p50"],
         "echo_tput_vs_raw": ratio(got["echo_tput"], got["raw_tput"]),
         "tput_vs_raw": ratio(got["s3ml_tput"], got["raw_tput"]),
+        # CPU per request under load: an invoke's share of the raw run's cores, against the
+        # server's own CPU. What tput_vs_raw would be with the clients on other machines.
+        "invoke_cpu_ms": ratio(RAW_THREADS * 1e3, got["raw_tput"]),
+        "server_tput_vs_raw": ratio(RAW_THREADS * 1e3 / got["raw_tput"], got["s3ml_server_cpu_ms"]),
     }
     for kind in peers:
         out[f"vs_{kind}_tput"] = ratio(got["s3ml_tput"], got[f"{kind}_tput"])
@@ -273,6 +290,7 @@ def measure(model: str, targets: dict[str, Target], args: argparse.Namespace) ->
         "idle_invoke_ms",
         "tput_vs_raw",
         "echo_tput_vs_raw",
+        "server_tput_vs_raw",
         *(f"vs_{k}_tput" for k in peers),
     ):
         print(f"  {model:<24} {key:<16} median [min..max] {spread(samples[key])}", flush=True)
@@ -285,6 +303,9 @@ RESULT_KEYS = {  # RESULT name -> round figure; medians over the rounds
     "p50_ms": "s3ml_p50", "p99_ms": "s3ml_p99", "tput": "s3ml_tput", "echo_p50_ms": "echo_p50",
     "echo_tput": "echo_tput",
     "overhead_ms": "overhead_ms", "tput_vs_raw": "tput_vs_raw",
+    "invoke_cpu_ms": "invoke_cpu_ms", "server_cpu_ms": "s3ml_server_cpu_ms",
+    "client_cpu_ms": "s3ml_client_cpu_ms", "echo_server_cpu_ms": "echo_server_cpu_ms",
+    "server_tput_vs_raw": "server_tput_vs_raw",
 }  # fmt: skip
 
 
@@ -303,6 +324,7 @@ def result_line(results: dict[str, Samples], peers: list[str]) -> str:
             figures += [
                 f"{model}_{kind}_p50_ms={med[f'{kind}_p50']:.3f}", f"{model}_{kind}_tput={med[f'{kind}_tput']:.1f}",
                 f"{model}_vs_{kind}_tput={med[f'vs_{kind}_tput']:.3f}", f"{model}_vs_{kind}_p50={med[f'vs_{kind}_p50']:.3f}",
+                f"{model}_{kind}_server_cpu_ms={med[f'{kind}_server_cpu_ms']:.3f}",
             ]  # fmt: skip
     return "RESULT " + " ".join(figures)
 
