@@ -12,9 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -33,7 +31,7 @@ from services.attest.platform.base import SIM_WARNING
 from services.attest.sim.pki import SimPki, write_private
 from services.client.inference import AttestedModel, InferenceClientError
 from services.model_server.repository import seal_model, secret_name
-from services.telemetry import tracing
+from services.telemetry import lifecycle, tracing
 
 HERE = Path(__file__).absolute().parent
 WORKSPACE = HERE.parents[1]
@@ -222,9 +220,7 @@ def main() -> int:
     spans = tracing.configure(
         "s3ml-client", "sim", cluster.otlp_endpoint, state / "traces" / "client.jsonl"
     )
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop = lifecycle.stop_requested()
     started = time.monotonic()
     scaler: control.RunningScaler | None = None
     try:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import signal
 import sys
-import threading
 
 from services.attest import config as acs_config
 from services.attest.server import start
-from services.telemetry import health, logs, tracing
+from services.telemetry import health, lifecycle, logs, tracing
 
 
 def main(argv: list[str]) -> int:
@@ -20,9 +18,7 @@ def main(argv: list[str]) -> int:
         health.serve(config.metrics_listen, probes)
     running = start(config)
     probes.ready()
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop = lifecycle.stop_requested()
     print(f"READY public={running.public_port} admin={running.admin_port}", flush=True)
     stop.wait()
     log.info("shutting down")

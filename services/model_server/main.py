@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import threading
 
 from services.model_server import config as server_config
 from services.model_server.server import StartupError, start
-from services.telemetry import health, logs, tracing
+from services.telemetry import health, lifecycle, logs, tracing
 
 
 def supervise(argv: list[str], processes: int) -> int:
@@ -28,9 +26,7 @@ def supervise(argv: list[str], processes: int) -> int:
         )
         for i in range(processes)
     ]
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop = lifecycle.stop_requested()
     port = ""
     for child in children:
         assert child.stdout is not None
@@ -65,9 +61,7 @@ def main(argv: list[str]) -> int:
         print(f"model-server: {err}", file=sys.stderr)
         return 2
     probes.ready()
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop = lifecycle.stop_requested()
     print(f"READY port={running.port}", flush=True)
     stop.wait()
     probes.not_ready("shutting down")

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
 from concurrent import futures
 from pathlib import Path
 
@@ -15,7 +13,7 @@ from s3ml.policy.v1 import agent_pb2_grpc
 from services.policy.api.servicers import CODES, HostAgentServicer
 from services.policy.tpm.agent import TpmAgent
 from services.rpc.status import ErrorMappingInterceptor
-from services.telemetry import health, logs, tracing
+from services.telemetry import health, lifecycle, logs, tracing
 from services.telemetry.propagation import ServerTracing
 
 
@@ -54,9 +52,7 @@ def main(argv: list[str]) -> int:
     log.info("host agent for %s on %s (TPM %s)", args.host, args.listen, args.tcti)
     probes.ready()
     print(f"READY port={port}", flush=True)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop = lifecycle.stop_requested()
     stop.wait()
     server.stop(2).wait()
     agent.close()

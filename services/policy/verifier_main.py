@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
 from concurrent import futures
 from pathlib import Path
 
@@ -20,7 +18,7 @@ from services.policy import runtime_policy
 from services.policy.api.servicers import CODES, VerifierServicer
 from services.policy.verifier import Verifier
 from services.rpc.status import ErrorMappingInterceptor
-from services.telemetry import health, logs, tracing
+from services.telemetry import health, lifecycle, logs, tracing
 from services.telemetry.propagation import ServerTracing
 
 
@@ -78,9 +76,7 @@ def main(argv: list[str]) -> int:
     log.info("verifier on %s with policies %s", args.listen, ", ".join(policies) or "(none)")
     probes.ready()
     print(f"READY port={port}", flush=True)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop = lifecycle.stop_requested()
     stop.wait()
     server.stop(2).wait()
     return 0

@@ -10,7 +10,6 @@ start or stop replicas.
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 import threading
 from concurrent import futures
@@ -29,7 +28,7 @@ from services.scaler.controller.ports import Backend
 from services.scaler.controller.prometheus import PrometheusSource
 from services.scaler.controller.scaling import ScalingPolicy
 from services.scaler.controller.state import ModelSlo
-from services.telemetry import health, logs
+from services.telemetry import health, lifecycle, logs
 
 
 def parser() -> argparse.ArgumentParser:
@@ -136,9 +135,7 @@ def main(argv: list[str]) -> int:
         args.listen, args.backend, args.prometheus_url, args.interval, args.window,
     )  # fmt: skip
     print(f"READY port={port}", flush=True)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop = lifecycle.stop_requested()
     stop.wait()
     controller.stop()
     server.stop(2).wait()

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +14,7 @@ from services.scaler.epc.hardware import InKernelSource, OotSource
 from services.scaler.epc.pool import EpcPool, pool_path
 from services.scaler.epc.snapshot import EpcSource
 from services.scaler.exporter.collector import EpcCollector
-from services.telemetry import health, logs
+from services.telemetry import health, lifecycle, logs
 
 SOURCES = ("sim", "sgx-oot", "sgx-inkernel")
 
@@ -73,9 +71,7 @@ def main(argv: list[str]) -> int:
     port = server.server_address[1]
     log.info("node %s: exporting EPC metrics from %s on port %d", config.node, config.source, port)
     probes.ready()
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop = lifecycle.stop_requested()
     print(f"READY port={port}", flush=True)
     stop.wait()
     server.shutdown()

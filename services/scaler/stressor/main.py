@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
 from pathlib import Path
 
 from services.scaler.epc.errors import EpcError
@@ -13,7 +11,7 @@ from services.scaler.epc.paging import DEFAULT_EXTRA_DELAY_US, PagingCost
 from services.scaler.epc.pool import EpcPool, pool_path
 from services.scaler.epc.snapshot import PAGE_SIZE
 from services.scaler.stressor.stressor import StressPlan, run
-from services.telemetry import logs
+from services.telemetry import lifecycle, logs
 
 
 def parse(argv: list[str]) -> tuple[argparse.Namespace, StressPlan]:
@@ -37,9 +35,7 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, StressPlan]:
 def main(argv: list[str]) -> int:
     args, plan = parse(argv)
     log = logs.configure("epc-stressor", simulated=True)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop = lifecycle.stop_requested()
     try:
         pool = EpcPool(pool_path(args.state_dir, args.node), args.node,
                        cost=PagingCost(args.extra_delay_us))  # fmt: skip
