@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterator
-from concurrent import futures
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,14 +24,14 @@ from s3ml.policy.v1 import agent_pb2, agent_pb2_grpc, evidence_pb2, verifier_pb2
 from services.attest.stakeholder.service import HostEvidence
 from services.attest.stakeholder.workload import release_keys
 from services.policy import runtime_policy
-from services.policy.api.servicers import CODES, HostAgentServicer, VerifierServicer
-from services.policy.ima import log, replay
+from services.policy.api.servicers import HostAgentServicer, VerifierServicer
+from services.policy.ima import log
 from services.policy.tpm.agent import TpmAgent
 from services.policy.tpm.swtpm import Swtpm
 from services.policy.verifier import Verifier
-from services.rpc.status import ErrorMappingInterceptor
 from tests.attest.acs_harness import AcsEnv, running_acs
 from tests.attest.stakeholder_harness import GPU_CODE_HASH, Stakeholder, policies
+from tests.policy.host_harness import boot_entry, channel, enroll, serve
 
 HOST = "gpu-node-1"
 SELECTION = [evidence_pb2.PcrSelection(bank="sha256", pcrs=[0, 1, 2, 3, 4, 5, 6, 7, 10])]
@@ -69,38 +68,6 @@ class Env:
         return self.verifier.Verify(request, timeout=30).SerializeToString()
 
 
-def _server(add: Callable[[grpc.Server], None]) -> tuple[grpc.Server, int]:
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=2), interceptors=[ErrorMappingInterceptor(CODES)]
-    )
-    add(server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    return server, port
-
-
-def _enroll(verifier: verifier_pb2_grpc.VerifierStub, agent: agent_pb2_grpc.HostAgentStub) -> None:
-    identity = agent.GetIdentity(agent_pb2.GetIdentityRequest(), timeout=10)
-    begin = verifier.BeginEnrollment(
-        verifier_pb2.BeginEnrollmentRequest(
-            host=HOST,
-            ek_certificate=identity.ek_certificate,
-            ek_public=identity.ek_public,
-            ak_public=identity.ak_public,
-        ),
-        timeout=10,
-    )
-    secret = agent.ActivateCredential(
-        agent_pb2.ActivateCredentialRequest(
-            credential_blob=begin.credential_blob, encrypted_secret=begin.encrypted_secret
-        ),
-        timeout=10,
-    ).secret
-    verifier.CompleteEnrollment(
-        verifier_pb2.CompleteEnrollmentRequest(host=HOST, activated_secret=secret), timeout=10
-    )
-
-
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     base = tmp_path_factory.mktemp("hi")
@@ -108,11 +75,10 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     swtpm.start()
     agent = TpmAgent(swtpm.tcti)
     ima_log = base / "binary_runtime_measurements"
-    boot = agent.read_pcrs({"sha256": list(range(10))})
-    aggregate = replay.boot_aggregate([boot[("sha256", i)] for i in range(10)], "sha256")
-    first = log.encode_entry(10, "ima-ng", "boot_aggregate", "sha256", aggregate)
+    first, entry = boot_entry(agent)
+    aggregate = entry.file_digest
     ima_log.write_bytes(first)
-    agent.extend(10, {"sha256": log.parse(first)[0].digest_for_bank("sha256")})
+    agent.extend(10, {"sha256": entry.digest_for_bank("sha256")})
     trainer = b"python3 training runtime"
     document = json.dumps(
         {
@@ -125,10 +91,10 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     verifier = Verifier(
         [p.read_bytes() for p in swtpm.manufacturer_ca], {"gpu-nodes": host_policy}, signing
     )
-    verifier_server, verifier_port = _server(
+    verifier_server, verifier_port = serve(
         lambda s: verifier_pb2_grpc.add_VerifierServicer_to_server(VerifierServicer(verifier), s)
     )
-    agent_server, agent_port = _server(
+    agent_server, agent_port = serve(
         lambda s: agent_pb2_grpc.add_HostAgentServicer_to_server(
             HostAgentServicer(HOST, agent, ima_log), s
         )
@@ -140,8 +106,8 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
         )
     )
     with (
-        grpc.insecure_channel(f"127.0.0.1:{verifier_port}") as v,
-        grpc.insecure_channel(f"127.0.0.1:{agent_port}") as a,
+        channel(verifier_port) as v,
+        channel(agent_port) as a,
         running_acs(base, ("--verdict-key", str(key_file))) as acs_env,
     ):
         e = Env(
@@ -151,7 +117,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
             verifier_pb2_grpc.VerifierStub(v),
             agent_pb2_grpc.HostAgentStub(a),
         )
-        _enroll(e.verifier, e.host_agent)
+        enroll(HOST, e.verifier, e.host_agent)
         e.measure("/usr/bin/trainer", trainer)
         stub = policies(acs_env.trusted.channel)
         data = DATA.policy("training_data", volumes=[{"path": "/data", "export": GPU}])

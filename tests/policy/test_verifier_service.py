@@ -11,7 +11,6 @@ import hashlib
 import json
 import struct
 from collections.abc import Callable, Iterator
-from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,13 +21,13 @@ from cryptography.hazmat.primitives.asymmetric import ec, utils
 
 from s3ml.policy.v1 import agent_pb2, agent_pb2_grpc, evidence_pb2, verifier_pb2, verifier_pb2_grpc
 from services.policy import runtime_policy
-from services.policy.api.servicers import CODES, HostAgentServicer, VerifierServicer
-from services.policy.ima import log, replay
+from services.policy.api.servicers import HostAgentServicer, VerifierServicer
+from services.policy.ima import log
 from services.policy.ima.appraisal import key_id
 from services.policy.tpm.agent import TpmAgent
 from services.policy.tpm.swtpm import Swtpm
 from services.policy.verifier import Verifier, check_verdict
-from services.rpc.status import ErrorMappingInterceptor
+from tests.policy.host_harness import boot_entry, channel, enroll, serve
 
 HOST = "node-1"
 IMA_KEY = ec.generate_private_key(ec.SECP256R1())
@@ -100,18 +99,6 @@ class Env:
         return check_verdict(signed, self.verifier_key, time.time())
 
 
-def _server(add: Callable[[grpc.Server], None]) -> tuple[grpc.Server, int]:
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=4),
-        interceptors=[ErrorMappingInterceptor(CODES)],
-        options=[("grpc.max_receive_message_length", 80 << 20)],
-    )
-    add(server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    return server, port
-
-
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     base = tmp_path_factory.mktemp("verifier")
@@ -119,17 +106,15 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     swtpm.start()
     agent = TpmAgent(swtpm.tcti)
     host = Host(agent, base / "binary_runtime_measurements", {})
-    boot = agent.read_pcrs({"sha256": list(range(10))})
-    aggregate = replay.boot_aggregate([boot[("sha256", i)] for i in range(10)], "sha256")
-    agent_server, agent_port = _server(
+    raw, entry = boot_entry(agent)
+    aggregate = entry.file_digest
+    agent_server, agent_port = serve(
         lambda s: agent_pb2_grpc.add_HostAgentServicer_to_server(
             HostAgentServicer(HOST, agent, host.log_path), s
         )
     )
     # The real boot_aggregate entry, then a few binaries, signed and unsigned.
-    raw = log.encode_entry(10, "ima-ng", "boot_aggregate", "sha256", aggregate)
     host.log_path.write_bytes(raw)
-    entry = log.parse(raw)[0]
     host._ascii(entry)
     agent.extend(
         10, {"sha256": entry.digest_for_bank("sha256"), "sha1": entry.digest_for_bank("sha1")}
@@ -155,42 +140,17 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     }
     signing = ec.generate_private_key(ec.SECP256R1())
     verifier = Verifier([p.read_bytes() for p in swtpm.manufacturer_ca], policies, signing)
-    verifier_server, verifier_port = _server(
+    verifier_server, verifier_port = serve(
         lambda s: verifier_pb2_grpc.add_VerifierServicer_to_server(VerifierServicer(verifier), s)
     )
-    with (
-        grpc.insecure_channel(
-            f"127.0.0.1:{agent_port}", options=[("grpc.max_receive_message_length", 80 << 20)]
-        ) as a,
-        grpc.insecure_channel(
-            f"127.0.0.1:{verifier_port}", options=[("grpc.max_send_message_length", 80 << 20)]
-        ) as v,
-    ):
+    with channel(agent_port) as a, channel(verifier_port) as v:
         e = Env(
             host,
             verifier_pb2_grpc.VerifierStub(v),
             agent_pb2_grpc.HostAgentStub(a),
             signing.public_key(),
         )
-        identity = e.agent.GetIdentity(agent_pb2.GetIdentityRequest(), timeout=10)
-        begin = e.verifier.BeginEnrollment(
-            verifier_pb2.BeginEnrollmentRequest(
-                host=HOST,
-                ek_certificate=identity.ek_certificate,
-                ek_public=identity.ek_public,
-                ak_public=identity.ak_public,
-            ),
-            timeout=10,
-        )
-        secret = e.agent.ActivateCredential(
-            agent_pb2.ActivateCredentialRequest(
-                credential_blob=begin.credential_blob, encrypted_secret=begin.encrypted_secret
-            ),
-            timeout=10,
-        ).secret
-        e.verifier.CompleteEnrollment(
-            verifier_pb2.CompleteEnrollmentRequest(host=HOST, activated_secret=secret), timeout=10
-        )
+        enroll(HOST, e.verifier, e.agent)
         yield e
     agent_server.stop(0)
     verifier_server.stop(0)
