@@ -4,8 +4,10 @@ A real ACS (in this process) with the zoo sealed and registered as one service,
 an EPC exporter per emulated node, Prometheus scraping them every second, model
 server replicas accounted in their node's sim EPC pool (`--epc-pool`), HAProxy
 in TCP mode (TLS passes through to the replicas) with a runtime API socket, and
-the EPC stressor. Ports are in a private range (56000-56999) so the benches
-never collide with `make up` or the tests.
+the EPC stressor. Ports are fixed in 28000-28999, apart from `make up` and the
+tests, and below the kernel's ephemeral range (32768-60999): 56xxx, used before,
+could be held by any outgoing connection's local end, and then the bench refused
+to start.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from tests.model_server.harness import (
     seal_zoo,
 )
 
-BASE_PORT = 56000
+BASE_PORT = 28000
 FRONTEND_PORT = BASE_PORT  # HAProxy frontend
 PROMETHEUS_PORT = BASE_PORT + 90
 HAPROXY_METRICS_PORT = BASE_PORT + 91
