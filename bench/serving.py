@@ -248,16 +248,18 @@ def ratio(a: float, b: float) -> float:
 
 def derived(got: dict[str, float], peers: list[str]) -> dict[str, float]:
     """Per-round ratios: each compares figures of the same round."""
+    # An invoke's share of the raw run's cores, in ms of CPU.
+    invoke_cpu_ms = ratio(RAW_THREADS * 1e3, got["raw_tput"])
     out = {
         "overhead_ms": got["s3ml_p50"] - got["raw_p50"],
         "idle_invoke_ms": got["raw_idle_p50"] - got["raw_p50"],
         "echo_ms": got["echo_p50"],
         "echo_tput_vs_raw": ratio(got["echo_tput"], got["raw_tput"]),
         "tput_vs_raw": ratio(got["s3ml_tput"], got["raw_tput"]),
-        # CPU per request under load: an invoke's share of the raw run's cores, against the
-        # server's own CPU. What tput_vs_raw would be with the clients on other machines.
-        "invoke_cpu_ms": ratio(RAW_THREADS * 1e3, got["raw_tput"]),
-        "server_tput_vs_raw": ratio(RAW_THREADS * 1e3 / got["raw_tput"], got["s3ml_server_cpu_ms"]),
+        "invoke_cpu_ms": invoke_cpu_ms,
+        # An invoke's CPU against the server's own CPU per request under load: what
+        # tput_vs_raw would be with the clients on other machines.
+        "server_tput_vs_raw": ratio(invoke_cpu_ms, got["s3ml_server_cpu_ms"]),
     }
     for kind in peers:
         out[f"vs_{kind}_tput"] = ratio(got["s3ml_tput"], got[f"{kind}_tput"])
