@@ -5,6 +5,7 @@ def _impl(ctx):
     mrenclave = ctx.actions.declare_file(ctx.label.name + ".mrenclave")
     files = depset(transitive = [t[DefaultInfo].files for t in ctx.attr.trusted]).to_list()
     files = [f for f in files if f.extension == "py" or f.extension == "pem"]
+    files += [t[DefaultInfo].files_to_run.executable for t in ctx.attr.trusted_executables]
     args = ctx.actions.args()
     args.add("--template", ctx.file.template)
     args.add("--manifest-out", manifest)
@@ -32,6 +33,10 @@ gramine_manifest = rule(
     attrs = {
         "template": attr.label(allow_single_file = [".template"], mandatory = True),
         "trusted": attr.label_list(doc = "targets whose .py/.pem files are trusted files"),
+        "trusted_executables": attr.label_list(
+            doc = "binaries the enclave runs (the native data plane), trusted files too",
+            cfg = "target",
+        ),
         "_render": attr.label(
             default = "//enclave_manifests:render",
             executable = True,

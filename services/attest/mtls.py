@@ -70,6 +70,9 @@ class RevocationList:
     def revoked(self, cert: x509.Certificate) -> bool:
         return cert.serial_number in self._serials
 
+    def serials(self) -> frozenset[int]:
+        return self._serials
+
 
 Predicate = Callable[[x509.Certificate], bool]
 

@@ -9,6 +9,8 @@ from pathlib import Path
 from services.attest.config import PLATFORMS
 from services.scaler.epc.paging import DEFAULT_EXTRA_DELAY_US
 
+DATA_PLANES = ("python", "native")
+
 
 @dataclass(frozen=True)
 class ServerConfig:
@@ -35,6 +37,7 @@ class ServerConfig:
     trace_file: Path | None
     epc_pool: Path | None = None
     epc_extra_delay_us: float = DEFAULT_EXTRA_DELAY_US
+    data_plane: str = "python"
 
     @property
     def simulated(self) -> bool:
@@ -82,6 +85,12 @@ def parse(argv: list[str]) -> ServerConfig:
         default=DEFAULT_EXTRA_DELAY_US,
         help="sim EPC: calibrated delay per paged 4 KiB page (docs/epc.md)",
     )
+    p.add_argument(
+        "--data-plane",
+        choices=DATA_PLANES,
+        default="python",
+        help="who serves requests: this process (python) or a C++ child (native, docs/serving.md)",
+    )
     a = p.parse_args(argv)
     if a.acs_mrenclave_file:
         mrenclave = a.acs_mrenclave_file.read_text().strip()
@@ -91,6 +100,11 @@ def parse(argv: list[str]) -> ServerConfig:
         p.error("give --acs-mrenclave or --acs-mrenclave-file: the ACS must be pinned")
     if a.epc_pool and a.platform != "sim":
         p.error("--epc-pool is for the simulated platform; on SGX the real EPC is used")
+    if a.data_plane == "native" and a.epc_pool:
+        p.error(
+            "--epc-pool needs --data-plane python: the native data plane does not "
+            "pay the sim EPC's paging cost yet"
+        )
     if a.processes > 1 and a.listen.endswith(":0"):
         p.error("--processes > 1 needs a fixed port in --listen (the processes share it)")
     for name, value, low, high in (
@@ -126,4 +140,5 @@ def parse(argv: list[str]) -> ServerConfig:
         trace_file=a.trace_file,
         epc_pool=a.epc_pool,
         epc_extra_delay_us=a.epc_extra_delay_us,
+        data_plane=a.data_plane,
     )

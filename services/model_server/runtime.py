@@ -43,6 +43,11 @@ class InterpreterPool:
                 )
             )
 
+    @property
+    def model(self) -> bytes:
+        """The flatbuffer the interpreters run (decrypted: never written anywhere)."""
+        return self._model
+
     def details(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         slot = self._free.get()
         try:

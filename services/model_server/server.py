@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from opentelemetry import trace
 
 from inference import grpc_predict_v2_pb2_grpc as pb_grpc
 from s3ml.attest.v1 import trust_pb2, trust_pb2_grpc
+from s3ml.model_server.v1 import dataplane_pb2 as dp
 from services.attest import client, mtls
 from services.attest.ca import SPIFFE_PREFIX, role_uri, utcnow
 from services.attest.platform.base import SIM_WARNING, TeePlatform
@@ -29,8 +31,8 @@ from services.attest.platform.sim import SimPlatform
 from services.attest.quote.roots import intel_root_pem
 from services.attest.server import sim_enclave
 from services.attest.sim.pki import SimPki
-from services.model_server import repository
-from services.model_server.api import CODES, Admission, Identity, InferenceServicer
+from services.model_server import dataplane, repository
+from services.model_server.api import CODES, VERSION, Admission, Identity, InferenceServicer
 from services.model_server.config import ServerConfig
 from services.rpc.status import ErrorMappingInterceptor
 from services.scaler.epc import enclave_memory
@@ -62,26 +64,26 @@ def acs_pin(config: ServerConfig) -> client.AcsPin:
     return client.AcsPin(config.acs_mrenclave, root)
 
 
+# Inference is open to every ACS-issued identity: clients, replicas, admins.
+ALLOWED_ROLES = (SPIFFE_PREFIX + "client/", SPIFFE_PREFIX + "service/", SPIFFE_PREFIX + "admin/")
+
+
 def _allowed(cert: x509.Certificate) -> bool:
-    """Inference is open to every ACS-issued identity: clients, replicas, admins."""
-    role = role_uri(cert)
-    return role.startswith(
-        (SPIFFE_PREFIX + "client/", SPIFFE_PREFIX + "service/", SPIFFE_PREFIX + "admin/")
-    )
+    return role_uri(cert).startswith(ALLOWED_ROLES)
 
 
 @dataclass
 class RunningServer:
-    server: grpc.Server
     port: int
     identity: client.InstanceIdentity
     registry: repository.Registry
     stop_event: threading.Event
     epc: enclave_memory.EnclaveMemory
+    _stop_serving: Callable[[float], None]
 
     def stop(self, grace: float = 2.0) -> None:
         self.stop_event.set()
-        self.server.stop(grace).wait()
+        self._stop_serving(grace)
         self.epc.close()
 
 
@@ -102,6 +104,8 @@ def _provision(config: ServerConfig) -> tuple[client.TrustedAcs, client.Instance
 
 
 def _load_models(config: ServerConfig, ident: client.InstanceIdentity) -> repository.Registry:
+    # A native plane runs its own interpreters; here one per model checks the model loads.
+    pool = 1 if config.data_plane == "native" else config.pool
     loaded = []
     for name in config.models:
         key = ident.secrets.get(repository.secret_name(name))
@@ -117,9 +121,7 @@ def _load_models(config: ServerConfig, ident: client.InstanceIdentity) -> reposi
         for version in versions:
             try:
                 loaded.append(
-                    repository.load(
-                        config.models_dir, name, version, key, config.pool, config.threads
-                    )
+                    repository.load(config.models_dir, name, version, key, pool, config.threads)
                 )
             except repository.ModelLoadError as err:
                 raise StartupError(str(err)) from err
@@ -148,6 +150,7 @@ def _refresh_crl(
     revocations: mtls.RevocationList,
     ca: x509.Certificate,
     stop: threading.Event,
+    changed: Callable[[], None] = lambda: None,
 ) -> None:
     stub = trust_pb2_grpc.TrustStub(trusted.channel)
     generation = 0
@@ -162,6 +165,7 @@ def _refresh_crl(
         if bundle.crl_pem:
             revocations.update(bundle.crl_pem.encode(), ca)
             generation = bundle.generation
+            changed()
 
 
 def start(config: ServerConfig) -> RunningServer:
@@ -183,6 +187,34 @@ def start(config: ServerConfig) -> RunningServer:
     ca = x509.load_pem_x509_certificate(ident.ca_pem)
     revocations = mtls.RevocationList()
     revocations.update(ident.crl_pem, ca)
+    serve = _serve_native if config.data_plane == "native" else _serve_python
+    port, stop_serving, crl_changed = serve(config, ident, registry, revocations, epc)
+    stop = threading.Event()
+    threading.Thread(
+        target=_refresh_crl, args=(trusted, revocations, ca, stop, crl_changed), daemon=True
+    ).start()
+    log.info(
+        "serving %s (%s) on %s port %d over attested mTLS (%s data plane), identity generation %d",
+        config.service,
+        ", ".join(config.models),
+        config.listen,
+        port,
+        config.data_plane,
+        ident.generation,
+    )
+    return RunningServer(port, ident, registry, stop, epc, stop_serving)
+
+
+Serving = tuple[int, Callable[[float], None], Callable[[], None]]  # port, stop, CRL changed
+
+
+def _serve_python(
+    config: ServerConfig,
+    ident: client.InstanceIdentity,
+    registry: repository.Registry,
+    revocations: mtls.RevocationList,
+    epc: enclave_memory.EnclaveMemory,
+) -> Serving:
     admission = Admission(sum(m.pool.size for m in registry.all()), config.max_queue)
     me = Identity(config.node, config.replica, config.platform)
     server = grpc.server(
@@ -204,16 +236,53 @@ def start(config: ServerConfig) -> RunningServer:
     creds = mtls.server_credentials(ident.service_chain_pem, ident.service_key_pem, ident.ca_pem)
     port = server.add_secure_port(config.listen, creds)
     server.start()
-    stop = threading.Event()
-    threading.Thread(
-        target=_refresh_crl, args=(trusted, revocations, ca, stop), daemon=True
-    ).start()
-    log.info(
-        "serving %s (%s) on %s port %d over attested mTLS, identity generation %d",
-        config.service,
-        ", ".join(config.models),
-        config.listen,
-        port,
-        ident.generation,
+
+    def stop(grace: float) -> None:
+        server.stop(grace).wait()
+
+    return port, stop, lambda: None
+
+
+def _peer_policy(revocations: mtls.RevocationList) -> dp.PeerPolicy:
+    return dp.PeerPolicy(
+        allowed_role_prefixes=list(ALLOWED_ROLES),
+        revoked_serials_hex=sorted(format(s, "x") for s in revocations.serials()),
     )
-    return RunningServer(server, port, ident, registry, stop, epc)
+
+
+def _serve_native(
+    config: ServerConfig,
+    ident: client.InstanceIdentity,
+    registry: repository.Registry,
+    revocations: mtls.RevocationList,
+    epc: enclave_memory.EnclaveMemory,
+) -> Serving:
+    start = dp.Start(
+        listen=config.listen,
+        tls_chain_pem=ident.service_chain_pem,
+        tls_key_pem=ident.service_key_pem,
+        ca_pem=ident.ca_pem,
+        models=[dataplane.model_message(m) for m in registry.all()],
+        limits=dp.Limits(
+            interpreters_per_model=config.pool,
+            threads_per_interpreter=config.threads,
+            workers=config.workers,
+            max_queue=config.max_queue,
+            max_batch=config.max_batch,
+            max_message_bytes=config.max_message_bytes,
+        ),
+        peers=_peer_policy(revocations),
+        server_version=VERSION,
+    )
+    try:
+        plane = dataplane.NativeDataPlane(start)
+    except dataplane.DataPlaneError as err:
+        raise StartupError(str(err)) from err
+    finally:
+        start.Clear()  # drop this copy of the key and the models
+    dataplane.export_metrics(plane)
+    return (
+        plane.port,
+        plane.stop,
+        lambda: plane.update_peers(_peer_policy(revocations)),
+    )

@@ -30,6 +30,9 @@ MODELS = (
     "efficientnet_lite0_int8",
 )
 SERVICE = "zoo"
+# Which data plane the servers under test use: the same suites run on both
+# (the *_native targets set S3ML_TEST_DATA_PLANE=native).
+DATA_PLANE = os.environ.get("S3ML_TEST_DATA_PLANE", "python")
 ZOO = srcdir() / "services" / "model_server" / "zoo"
 
 
@@ -114,7 +117,7 @@ def server_args(acs: AcsEnv, models_dir: Path, models: tuple[str, ...], *extra: 
     ]  # fmt: skip
     for model in models:
         args += ["--model", model]
-    return args + list(extra)
+    return [*args, "--data-plane", DATA_PLANE, *extra]
 
 
 @contextmanager

@@ -7,6 +7,8 @@ DEBIAN_PACKAGES=(
   bazel-bootstrap bazel-bootstrap-source   # Bazel 4.2.3, offline
   swtpm swtpm-tools tpm2-tools libtss2-dev  # software TPM 2.0 and tpm2-tss
   pkg-config gcc libc6-dev python3-dev      # to build tpm2-pytss against libtss2
+  g++ libgrpc++-dev libprotobuf-dev libssl-dev  # the model server's native data plane
+  protobuf-compiler protobuf-compiler-grpc     # ... and its C++ protobuf/gRPC code
   prometheus haproxy etcd-server            # monitoring, L4 load balancing, store
   python3 python3-pip python3-venv          # interpreter for the build when none is set up
   git make ca-certificates

@@ -79,3 +79,60 @@ def py_proto_grpc_library(name, srcs, deps = [], visibility = None):
         deps = deps + [requirement("protobuf"), requirement("grpcio")],
         visibility = visibility,
     )
+
+# C++ is built against Debian's gRPC and protobuf (libgrpc++-dev 1.51,
+# libprotobuf-dev 3.21, installed by tools/bootstrap), so the generator is the
+# matching system protoc, not grpcio-tools' newer one.
+GRPC_CC_LINKOPTS = [
+    "-lgrpc++",
+    "-lgrpc",
+    "-lgpr",
+    "-lprotobuf",
+    "-labsl_synchronization",
+    "-labsl_time",
+    "-labsl_strings",
+    "-labsl_status",
+    "-labsl_cord",
+    "-labsl_raw_logging_internal",
+    "-labsl_throw_delegate",
+    "-labsl_base",
+    "-lssl",
+    "-lcrypto",
+    "-lpthread",
+]
+
+def cc_proto_grpc_library(name, srcs, visibility = None):
+    """C++ messages and gRPC service code of `srcs` (in this package) as one cc_library.
+
+    Args:
+      name: the cc_library's name.
+      srcs: .proto files in this package, importing nothing outside it.
+      visibility: visibility of the library.
+    """
+    stems = [s[:-len(".proto")] for s in srcs]
+    outs = []
+    for stem in stems:
+        outs += [stem + ".pb.h", stem + ".pb.cc", stem + ".grpc.pb.h", stem + ".grpc.pb.cc"]
+    paths = " ".join([native.package_name() + "/" + s for s in srcs])
+    native.genrule(
+        name = name + "_gen",
+        srcs = srcs,
+        outs = outs,
+        cmd = " ".join([
+            "/usr/bin/protoc -I" + _PROTO_ROOT,
+            "--cpp_out=$(GENDIR)/" + _PROTO_ROOT,
+            "--grpc_out=$(GENDIR)/" + _PROTO_ROOT,
+            "--plugin=protoc-gen-grpc=/usr/bin/grpc_cpp_plugin",
+            paths,
+        ]),
+        message = "Generating C++ code for " + name,
+    )
+    native.cc_library(
+        name = name,
+        srcs = [o for o in outs if o.endswith(".cc")],
+        hdrs = [o for o in outs if o.endswith(".h")],
+        strip_include_prefix = "/" + native.package_name(),
+        include_prefix = native.package_name()[len(_PROTO_ROOT) + 1:],
+        linkopts = GRPC_CC_LINKOPTS,
+        visibility = visibility,
+    )

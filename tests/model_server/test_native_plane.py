@@ -1,0 +1,227 @@
+"""The native data plane on its own: peer policy, revocation, metrics, lifecycle.
+
+Real C++ child, real TLS on loopback, real certificates from the ACS's own CA
+code (a CA created for the test, as the ACS creates its own), real CRLs. The
+serving suites (serving_test_native, ...) cover the KServe API on this plane.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+
+import grpc
+import numpy as np
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+from prometheus_client import REGISTRY, generate_latest
+
+from inference import grpc_predict_v2_pb2 as pb
+from inference import grpc_predict_v2_pb2_grpc as pb_grpc
+from s3ml.model_server.v1 import dataplane_pb2 as dp
+from services.attest import mtls
+from services.attest.ca import CertificateAuthority, key_pem, pem, utcnow
+from services.model_server import dataplane
+from services.model_server.server import ALLOWED_ROLES, _peer_policy
+from tests.model_server.harness import ZOO
+
+MODEL = "mobilenet_v1_int8"
+SERVER_NAME = "zoo.s3ml.local"
+
+
+@dataclass(frozen=True)
+class Party:
+    key_pem: bytes
+    cert_pem: bytes
+    serial: int
+
+
+@dataclass(frozen=True)
+class Pki:
+    ca: CertificateAuthority
+    server: Party
+    client: Party
+    admin: Party
+
+
+def _party(ca: CertificateAuthority, kind: str) -> Party:
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = utcnow()
+    if kind == "service":
+        cert = ca.issue_service("zoo", [SERVER_NAME], key.public_key(), now)
+    elif kind == "admin":
+        cert = ca.issue_admin("ops", key.public_key(), now)
+    else:
+        cert = ca.issue_client("alice", key.public_key(), now)
+    return Party(key_pem(key), pem(cert), cert.serial_number)
+
+
+@pytest.fixture(scope="module")
+def pki() -> Pki:
+    ca = CertificateAuthority.create(utcnow(), "test ACS")
+    return Pki(ca, _party(ca, "service"), _party(ca, "client"), _party(ca, "admin"))
+
+
+def _model() -> dp.Model:
+    meta = json.loads((ZOO / f"{MODEL}.json").read_text())
+    return dp.Model(
+        name=MODEL,
+        version="1",
+        platform="tflite",
+        tflite=(ZOO / f"{MODEL}.tflite").read_bytes(),
+        inputs=[_spec(t) for t in meta["inputs"]],
+        outputs=[_spec(t) for t in meta["outputs"]],
+    )
+
+
+def _spec(raw: dict[str, object]) -> dp.TensorSpec:
+    shape = raw["shape"]
+    assert isinstance(shape, list)
+    return dp.TensorSpec(name=str(raw["name"]), datatype=str(raw["datatype"]), shape=shape)
+
+
+def _start(pki: Pki, peers: dp.PeerPolicy, model: dp.Model | None = None) -> dp.Start:
+    return dp.Start(
+        listen="127.0.0.1:0",
+        tls_chain_pem=pki.server.cert_pem,
+        tls_key_pem=pki.server.key_pem,
+        ca_pem=pem(pki.ca.cert),
+        models=[model or _model()],
+        limits=dp.Limits(
+            interpreters_per_model=1,
+            threads_per_interpreter=1,
+            workers=4,
+            max_queue=4,
+            max_batch=4,
+            max_message_bytes=16 << 20,
+        ),
+        peers=peers,
+        server_version="test",
+    )
+
+
+@pytest.fixture
+def plane(pki: Pki) -> Iterator[dataplane.NativeDataPlane]:
+    running = dataplane.NativeDataPlane(_start(pki, _peer_policy(mtls.RevocationList())))
+    yield running
+    running.stop()
+
+
+def _stub(
+    plane: dataplane.NativeDataPlane, pki: Pki, who: Party
+) -> pb_grpc.GRPCInferenceServiceStub:
+    creds = grpc.ssl_channel_credentials(pem(pki.ca.cert), who.key_pem, who.cert_pem)
+    channel = grpc.secure_channel(
+        f"127.0.0.1:{plane.port}", creds, [("grpc.ssl_target_name_override", SERVER_NAME)]
+    )
+    return pb_grpc.GRPCInferenceServiceStub(channel)
+
+
+def _infer(stub: pb_grpc.GRPCInferenceServiceStub) -> pb.ModelInferResponse:
+    request = pb.ModelInferRequest(model_name=MODEL)
+    request.inputs.add(name="image", datatype="UINT8", shape=[1, 128, 128, 3])
+    request.raw_input_contents.append(np.full((1, 128, 128, 3), 100, np.uint8).tobytes())
+    return stub.ModelInfer(request, timeout=10)
+
+
+def _code(call: object) -> tuple[grpc.StatusCode, str]:
+    with pytest.raises(grpc.RpcError) as caught:
+        call()  # type: ignore[operator]
+    return caught.value.code(), caught.value.details() or ""
+
+
+def _served(stub: pb_grpc.GRPCInferenceServiceStub) -> bool:
+    try:
+        _infer(stub)
+    except grpc.RpcError:
+        return False
+    return True
+
+
+def test_serves_acs_issued_clients(plane: dataplane.NativeDataPlane, pki: Pki) -> None:
+    response = _infer(_stub(plane, pki, pki.client))
+    assert response.outputs[0].shape == [1, 1000]
+    assert len(response.raw_output_contents[0]) == 1000
+
+
+def test_revoked_client_refused_after_crl_refresh(
+    plane: dataplane.NativeDataPlane, pki: Pki
+) -> None:
+    stub = _stub(plane, pki, pki.client)
+    _infer(stub)
+    revocations = mtls.RevocationList()
+    now = utcnow()
+    revocations.update(
+        pki.ca.crl({pki.client.serial: now - timedelta(seconds=1)}, now), pki.ca.cert
+    )
+    plane.update_peers(_peer_policy(revocations))
+    deadline = time.monotonic() + 5
+    while _served(stub):  # the update crosses a pipe to the child
+        assert time.monotonic() < deadline, "a revoked client was still served 5 s later"
+        time.sleep(0.05)
+    assert _code(lambda: _infer(stub)) == (
+        grpc.StatusCode.UNAUTHENTICATED,
+        "inference API: certificate revoked",
+    )
+    _infer(_stub(plane, pki, pki.admin))  # others are unaffected
+
+
+def test_role_outside_the_policy_is_permission_denied(pki: Pki) -> None:
+    admins_only = dp.PeerPolicy(allowed_role_prefixes=[ALLOWED_ROLES[2]])
+    running = dataplane.NativeDataPlane(_start(pki, admins_only))
+    try:
+        code, details = _code(lambda: _infer(_stub(running, pki, pki.client)))
+        assert code == grpc.StatusCode.PERMISSION_DENIED
+        assert "spiffe://s3ml/client/alice may not call this" in details
+        _infer(_stub(running, pki, pki.admin))
+    finally:
+        running.stop()
+
+
+def test_client_without_certificate_cannot_connect(
+    plane: dataplane.NativeDataPlane, pki: Pki
+) -> None:
+    channel = grpc.secure_channel(
+        f"127.0.0.1:{plane.port}",
+        grpc.ssl_channel_credentials(pem(pki.ca.cert)),
+        [("grpc.ssl_target_name_override", SERVER_NAME)],
+    )
+    code, _ = _code(
+        lambda: pb_grpc.GRPCInferenceServiceStub(channel).ServerLive(
+            pb.ServerLiveRequest(), timeout=5
+        )
+    )
+    assert code == grpc.StatusCode.UNAVAILABLE
+
+
+def test_metrics_reach_the_supervisor(plane: dataplane.NativeDataPlane, pki: Pki) -> None:
+    stub = _stub(plane, pki, pki.client)
+    for _ in range(3):
+        _infer(stub)
+    bad = pb.ModelInferRequest(model_name="nope")
+    assert _code(lambda: stub.ModelInfer(bad, timeout=5))[0] == grpc.StatusCode.NOT_FOUND
+    dataplane.export_metrics(plane)
+    deadline = time.monotonic() + 5
+    want = f's3ml_inference_requests_total{{code="OK",model="{MODEL}"}} 3.0'
+    while want not in (text := generate_latest(REGISTRY).decode()):
+        assert time.monotonic() < deadline, text
+        time.sleep(0.1)
+    assert 's3ml_inference_requests_total{code="NOT_FOUND",model="unknown"} 1.0' in text
+    assert f's3ml_inference_latency_seconds_count{{model="{MODEL}"}} 3.0' in text
+
+
+def test_bad_model_fails_start_with_a_reason(pki: Pki) -> None:
+    broken = _model()
+    broken.tflite = b"not a flatbuffer" * 64
+    with pytest.raises(dataplane.DataPlaneError, match="failed to start: LiteRt"):
+        dataplane.NativeDataPlane(_start(pki, dp.PeerPolicy(), broken))
+
+
+def test_closing_stdin_stops_the_child(pki: Pki) -> None:
+    running = dataplane.NativeDataPlane(_start(pki, dp.PeerPolicy()))
+    assert running.running()
+    running.stop()
+    assert not running.running()
