@@ -5,8 +5,9 @@ For each of the paper's four models, in one run on this machine:
   p50 with the core idle 1 ms between invokes (raw_idle: what a request/response
   server's invoke costs at best); invokes/s with two interpreters on two threads (the
   same two cores the servers get);
-- s3ml: the model server over attested mTLS (sim platform): sequential p50/p99
-  from one client, requests/s from concurrent client processes;
+- s3ml: the model server over attested mTLS (sim platform), native data plane unless
+  --plane python: sequential p50/p99 from one client, requests/s from concurrent
+  client processes (--also-python adds the Python plane as s3ml_python);
 - echo: a bare sync gRPC server over mTLS answering at once (bench/echo.py), the
   floor under any server's latency overhead here (and its requests/s the transport ceiling);
 - MLServer and KServe's model server, plaintext gRPC, each with a small custom
@@ -20,7 +21,7 @@ All servers run at once; each round measures raw and then every server back to
 back, so ratios compare figures taken seconds apart on a shared, noisy machine.
 Figures are medians over the rounds, with the spread (min..max) printed.
 Run: bazel run //bench:serving -- [--rounds 3] [--seconds 5] [--requests 200] [--clients 8]
-     [--no-peers]
+     [--no-peers] [--plane native|python] [--also-python]
 """
 
 from __future__ import annotations
@@ -62,12 +63,19 @@ from tests.model_server.harness import (
 PEERS = Path(__file__).with_name("peers")
 
 
-# s3ml: one process per core on one port (SO_REUSEPORT), one 1-thread interpreter per model
-# each. Connections are spread by the kernel's hash, so the clients are separate processes
-# (one connection each) and enough of them that both processes get work (with 8 clients, one
-# process is left with fewer than 2 in 7 % of runs; with 4, in 62 %).
-S3ML_ARGS = ("--processes", "2", "--pool", "1", "--threads", "1", "--workers", "16",
-             "--max-queue", "256")  # fmt: skip
+# s3ml's native data plane (the default here): one C++ process, two 1-thread interpreters
+# per model for the two cores, no interpreter lock in the request path.
+# s3ml's Python plane: one process per core on one port (SO_REUSEPORT), one 1-thread
+# interpreter per model each. Connections are spread by the kernel's hash, so the clients
+# are separate processes (one connection each) and enough of them that both processes get
+# work (with 8 clients, one process is left with fewer than 2 in 7 % of runs; with 4, 62 %).
+PLANE_ARGS = {
+    "native": ("--data-plane", "native", "--processes", "1", "--pool", "2", "--threads", "1",
+               "--workers", "16", "--max-queue", "256"),
+    "python": ("--data-plane", "python", "--processes", "2", "--pool", "1", "--threads", "1",
+               "--workers", "16", "--max-queue", "256"),
+}  # fmt: skip
+NOT_PEERS = ("s3ml", "echo", "s3ml_alt", "s3ml_python")
 
 
 def model_input(model: str) -> tuple[np.ndarray, str]:
@@ -205,10 +213,14 @@ def echo_server() -> Iterator[Target]:
 def all_servers(args: argparse.Namespace) -> Iterator[dict[str, Target]]:
     """Every server up at once, so each round can measure them back to back."""
     with contextlib.ExitStack() as stack:
-        targets = {"s3ml": stack.enter_context(s3ml_server(args, S3ML_ARGS))}
+        settings = PLANE_ARGS[args.plane]
+        targets = {"s3ml": stack.enter_context(s3ml_server(args, settings))}
         if args.alt:  # an A/B of server settings, measured in the same rounds
-            alt = (*S3ML_ARGS, *args.alt.split())
+            alt = (*settings, *args.alt.split())
             targets["s3ml_alt"] = stack.enter_context(s3ml_server(args, alt))
+        if args.also_python and args.plane != "python":
+            python = stack.enter_context(s3ml_server(args, PLANE_ARGS["python"]))
+            targets["s3ml_python"] = python
         targets["echo"] = stack.enter_context(echo_server())
         if not args.no_peers:
             subprocess.run(["bash", str(PEERS / "setup.sh")], check=True, stdout=sys.stderr)
@@ -264,6 +276,9 @@ def derived(got: dict[str, float], peers: list[str]) -> dict[str, float]:
     for kind in peers:
         out[f"vs_{kind}_tput"] = ratio(got["s3ml_tput"], got[f"{kind}_tput"])
         out[f"vs_{kind}_p50"] = ratio(got["s3ml_p50"], got[f"{kind}_p50"])
+    if "s3ml_python_p50" in got:  # the Python plane, side by side
+        out["python_plane_overhead_ms"] = got["s3ml_python_p50"] - got["raw_p50"]
+        out["python_plane_tput_vs_raw"] = ratio(got["s3ml_python_tput"], got["raw_tput"])
     return out
 
 
@@ -278,7 +293,7 @@ def spread(values: list[float]) -> str:
 
 def measure(model: str, targets: dict[str, Target], args: argparse.Namespace) -> Samples:
     samples: Samples = defaultdict(list)
-    peers = [k for k in targets if k not in ("s3ml", "echo", "s3ml_alt")]
+    peers = [k for k in targets if k not in NOT_PEERS]
     for i in range(args.rounds):
         got = one_round(model, targets, args)
         got.update(derived(got, peers))
@@ -322,6 +337,11 @@ def result_line(results: dict[str, Samples], peers: list[str]) -> str:
             f"{model}_tput_vs_raw_min={min(finite(samples['tput_vs_raw'])):.3f}",
             f"{model}_tput_vs_raw_max={max(finite(samples['tput_vs_raw'])):.3f}",
         ]
+        figures += [
+            f"{model}_{name}={med[name]:.3f}"
+            for name in ("python_plane_overhead_ms", "python_plane_tput_vs_raw")
+            if name in med
+        ]
         for kind in peers:
             figures += [
                 f"{model}_{kind}_p50_ms={med[f'{kind}_p50']:.3f}", f"{model}_{kind}_tput={med[f'{kind}_tput']:.1f}",
@@ -340,6 +360,10 @@ def main() -> None:
     parser.add_argument("--models", nargs="*", default=list(MODELS))
     parser.add_argument("--no-peers", action="store_true", help="skip MLServer and KServe")
     parser.add_argument("--alt", default="", help="also serve s3ml with these extra arguments")
+    parser.add_argument("--plane", choices=sorted(PLANE_ARGS), default="native",
+                        help="the s3ml data plane measured as s3ml")  # fmt: skip
+    parser.add_argument("--also-python", action="store_true",
+                        help="also measure the Python plane (s3ml_python) in the same rounds")  # fmt: skip
     parser.add_argument("--verbose", action="store_true", help="show the servers' logs")
     args = parser.parse_args()
     print("platform: s3ml on SIMULATED SGX (sim attestation, real mTLS); peers plaintext; 2 cores")
@@ -347,7 +371,7 @@ def main() -> None:
     with all_servers(args) as targets:
         for model in args.models:
             results[model] = measure(model, targets, args)
-        peers = [k for k in targets if k not in ("s3ml", "echo", "s3ml_alt")]
+        peers = [k for k in targets if k not in NOT_PEERS]
     print(result_line(results, peers))
 
 
