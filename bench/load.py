@@ -97,7 +97,7 @@ def _client(
     out.put((done, time.process_time() - cpu_at_begin if done else 0.0))
 
 
-def _server_cpu_s(target: Target, at: float) -> float:
+def server_cpu_s(target: Target, at: float) -> float:
     time.sleep(max(0.0, at - time.time()))
     return tree_cpu_s(target.pid) if target.pid is not None else math.nan
 
@@ -128,8 +128,8 @@ def measured_throughput(
     until = begin + seconds
     for _ in procs:
         window.put((begin, until))
-    server_cpu = -_server_cpu_s(target, begin)
-    server_cpu += _server_cpu_s(target, until)
+    server_cpu = -server_cpu_s(target, begin)
+    server_cpu += server_cpu_s(target, until)
     counts = [out.get(timeout=seconds + 120) for _ in procs]
     for proc in procs:
         proc.join()

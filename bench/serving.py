@@ -43,8 +43,8 @@ from pathlib import Path
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
-from bench import echo
-from bench.load import Target, measured_throughput, percentile, request, sequential
+from bench import echo, load, native_load
+from bench.load import Target, percentile, request
 from services.model_server import imaging
 from services.model_server.zoo import calibration
 from tests.attest.acs_harness import running_acs, srcdir
@@ -76,6 +76,9 @@ PLANE_ARGS = {
                "--workers", "16", "--max-queue", "256"),
 }  # fmt: skip
 NOT_PEERS = ("s3ml", "echo", "s3ml_alt", "s3ml_python")
+# Who sends the load: the C++ client (bench/loadgen, the default: it leaves the cores to
+# the servers) or Python gRPC clients (one process per connection).
+CLIENTS = {"native": native_load, "python": load}
 
 
 def model_input(model: str) -> tuple[np.ndarray, str]:
@@ -240,13 +243,14 @@ def one_round(model: str, targets: dict[str, Target], args: argparse.Namespace) 
     lat = raw_latency(model, args.requests)
     got = {"raw_p50": percentile(lat, 0.5) * 1e3, "raw_p99": percentile(lat, 0.99) * 1e3}
     got["raw_idle_p50"] = percentile(raw_latency(model, args.requests, IDLE_PAUSE_S), 0.5) * 1e3
+    client = CLIENTS[args.client]
     for name, target in targets.items():
-        lat = sequential(target, req, args.requests)
+        lat = client.sequential(target, req, args.requests)
         got[f"{name}_p50"] = percentile(lat, 0.5) * 1e3
         got[f"{name}_p99"] = percentile(lat, 0.99) * 1e3
     got["raw_tput"] = raw_throughput(model, args.seconds)
     for name, target in targets.items():
-        run = measured_throughput(target, req, args.clients, args.seconds)
+        run = client.measured_throughput(target, req, args.clients, args.seconds)
         got[f"{name}_tput"] = run.per_s
         got[f"{name}_server_cpu_ms"] = run.server_cpu_ms
         got[f"{name}_client_cpu_ms"] = run.client_cpu_ms
@@ -360,6 +364,8 @@ def main() -> None:
     parser.add_argument("--models", nargs="*", default=list(MODELS))
     parser.add_argument("--no-peers", action="store_true", help="skip MLServer and KServe")
     parser.add_argument("--alt", default="", help="also serve s3ml with these extra arguments")
+    parser.add_argument("--client", choices=sorted(CLIENTS), default="native",
+                        help="load generator: C++ threads or Python processes")  # fmt: skip
     parser.add_argument("--plane", choices=sorted(PLANE_ARGS), default="native",
                         help="the s3ml data plane measured as s3ml")  # fmt: skip
     parser.add_argument("--also-python", action="store_true",
