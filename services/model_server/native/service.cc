@@ -12,7 +12,7 @@ namespace {
 constexpr size_t kMaxMessage = 400;  // status messages are truncated, as in the Python plane
 
 // No deadline set: gRPC reports a time far in the future; wait without bound then.
-std::chrono::system_clock::time_point Deadline(const grpc::ServerContext& context) {
+std::chrono::system_clock::time_point CallDeadline(const grpc::ServerContext& context) {
   return context.deadline();
 }
 
@@ -117,7 +117,7 @@ void InferenceService::Infer(grpc::ServerContext* context, const inference::Mode
                              const LoadedModel& model, inference::ModelInferResponse* response) {
   const Inputs inputs = DecodeInputs(request, model.inputs, max_batch_);
   const auto wanted = RequestedOutputs(request, model.outputs);
-  const auto deadline = Deadline(*context);
+  const auto deadline = CallDeadline(*context);
   if (deadline <= std::chrono::system_clock::now()) {
     throw CallError(grpc::StatusCode::DEADLINE_EXCEEDED, "deadline passed before inference started");
   }
