@@ -74,6 +74,12 @@ class Throughput:
     client_cpu_ms: float  # CPU the client processes spent per request
     server_cpu_ms: float  # CPU the server's process tree spent per request; NaN if unknown
 
+    @classmethod
+    def of(cls, done: int, seconds: float, client_cpu_s: float, server_cpu_s: float) -> Throughput:
+        """From `done` calls in a window of `seconds` and the CPU both sides spent in it."""
+        per_request_ms = 1e3 / done if done else math.nan
+        return cls(done / seconds, client_cpu_s * per_request_ms, server_cpu_s * per_request_ms)
+
 
 def _client(
     target: Target,
@@ -97,9 +103,14 @@ def _client(
     out.put((done, time.process_time() - cpu_at_begin if done else 0.0))
 
 
-def server_cpu_s(target: Target, at: float) -> float:
+def _server_cpu_s(target: Target, at: float) -> float:
     time.sleep(max(0.0, at - time.time()))
     return tree_cpu_s(target.pid) if target.pid is not None else math.nan
+
+
+def server_cpu_in_window(target: Target, begin: float, until: float) -> float:
+    """CPU seconds the server's process tree spends from `begin` to `until` (waits for both)."""
+    return -_server_cpu_s(target, begin) + _server_cpu_s(target, until)
 
 
 WARMUP_S = 1.0  # every client is already sending when the measured window opens
@@ -128,16 +139,12 @@ def measured_throughput(
     until = begin + seconds
     for _ in procs:
         window.put((begin, until))
-    server_cpu = -server_cpu_s(target, begin)
-    server_cpu += server_cpu_s(target, until)
+    server_cpu = server_cpu_in_window(target, begin, until)
     counts = [out.get(timeout=seconds + 120) for _ in procs]
     for proc in procs:
         proc.join()
     done = sum(n for n, _ in counts)
-    per_request_ms = 1e3 / done if done else math.nan
-    return Throughput(
-        done / seconds, sum(cpu for _, cpu in counts) * per_request_ms, server_cpu * per_request_ms
-    )
+    return Throughput.of(done, seconds, sum(cpu for _, cpu in counts), server_cpu)
 
 
 def throughput(target: Target, req: pb.ModelInferRequest, clients: int, seconds: float) -> float:

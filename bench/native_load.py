@@ -8,7 +8,6 @@ same client. Key material for mTLS goes to a private temporary directory (0600).
 
 from __future__ import annotations
 
-import math
 import os
 import subprocess
 import tempfile
@@ -17,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from bench.load import WARMUP_S, Target, Throughput, server_cpu_s
+from bench.load import WARMUP_S, Target, Throughput, server_cpu_in_window
 from inference import grpc_predict_v2_pb2 as pb
 
 LOADGEN = Path(__file__).absolute().parent / "loadgen" / "loadgen"
@@ -88,13 +87,8 @@ def measured_throughput(
         until = begin + seconds
         proc.stdin.write(f"{begin:.6f} {until:.6f}\n")
         proc.stdin.flush()
-        server_cpu = -server_cpu_s(target, begin)
-        server_cpu += server_cpu_s(target, until)
+        server_cpu = server_cpu_in_window(target, begin, until)
         fields = dict(f.split("=") for f in proc.stdout.readline().split())
         if proc.wait(timeout=120) != 0 or "done" not in fields:
             raise RuntimeError(f"loadgen failed against {target.address}")
-    done = int(fields["done"])
-    per_request_ms = 1e3 / done if done else math.nan
-    return Throughput(
-        done / seconds, float(fields["cpu_s"]) * per_request_ms, server_cpu * per_request_ms
-    )
+    return Throughput.of(int(fields["done"]), seconds, float(fields["cpu_s"]), server_cpu)

@@ -109,5 +109,6 @@ class PeerPolicyInterceptor(UnaryInterceptor):
         return checked
 
 
-def has_role(prefix: str) -> Predicate:
+def has_role(prefix: str | tuple[str, ...]) -> Predicate:
+    """Certificates whose s3ml role URI starts with `prefix` (or any of several)."""
     return lambda cert: role_uri(cert).startswith(prefix)

@@ -10,6 +10,7 @@ decrypted models never touch the filesystem. Closing stdin stops the child.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import struct
 import subprocess
@@ -28,7 +29,6 @@ from services.model_server.tensor_spec import TensorSpec
 log = logging.getLogger("model-server")
 BINARY = Path(__file__).absolute().parent / "native" / "s3ml_dataplane"
 _HEADER = struct.Struct(">I")
-START_TIMEOUT_S = 120.0
 
 
 class DataPlaneError(Exception):
@@ -191,7 +191,7 @@ class DataPlaneMetrics(Collector):
             labels=["model"],
         )
         for model, (counts, total) in sorted(latency.items()):
-            cumulative = [float(sum(counts[: i + 1])) for i in range(len(counts))]
+            cumulative = [float(c) for c in itertools.accumulate(counts)]
             family.add_metric([model], list(zip(bounds, cumulative, strict=True)), total)
         return family
 

@@ -24,7 +24,7 @@ from inference import grpc_predict_v2_pb2_grpc as pb_grpc
 from s3ml.attest.v1 import trust_pb2, trust_pb2_grpc
 from s3ml.model_server.v1 import dataplane_pb2 as dp
 from services.attest import client, mtls
-from services.attest.ca import SPIFFE_PREFIX, role_uri, utcnow
+from services.attest.ca import SPIFFE_PREFIX, utcnow
 from services.attest.platform.base import SIM_WARNING, TeePlatform
 from services.attest.platform.gramine import GramineSgxPlatform
 from services.attest.platform.sim import SimPlatform
@@ -66,10 +66,6 @@ def acs_pin(config: ServerConfig) -> client.AcsPin:
 
 # Inference is open to every ACS-issued identity: clients, replicas, admins.
 ALLOWED_ROLES = (SPIFFE_PREFIX + "client/", SPIFFE_PREFIX + "service/", SPIFFE_PREFIX + "admin/")
-
-
-def _allowed(cert: x509.Certificate) -> bool:
-    return role_uri(cert).startswith(ALLOWED_ROLES)
 
 
 @dataclass
@@ -221,7 +217,7 @@ def _serve_python(
         futures.ThreadPoolExecutor(max_workers=config.workers),
         interceptors=[
             ServerTracing(),
-            mtls.PeerPolicyInterceptor(_allowed, revocations, "inference API"),
+            mtls.PeerPolicyInterceptor(mtls.has_role(ALLOWED_ROLES), revocations, "inference API"),
             ErrorMappingInterceptor(CODES),
         ],
         options=[
