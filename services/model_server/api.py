@@ -62,6 +62,20 @@ class Identity:
     platform: str
 
 
+INFER_SPAN = "model_server.infer"
+
+
+def infer_attributes(model: str, version: str, me: Identity) -> dict[str, str]:
+    """What an inference span says: the model and where it ran (never tensor contents)."""
+    return {
+        "s3ml.model": model,
+        "s3ml.model_version": version,
+        "s3ml.node": me.node,
+        "s3ml.replica": me.replica,
+        "s3ml.platform": me.platform,
+    }
+
+
 class Admission:
     """Bounds in-flight work: beyond `interpreters + queue` calls, refuse early."""
 
@@ -156,14 +170,8 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             model = self._registry.get(request.model_name, request.model_version)
             label = model.info.name
             with _tracer.start_as_current_span(
-                "model_server.infer",
-                attributes={
-                    "s3ml.model": model.info.name,
-                    "s3ml.model_version": model.info.version,
-                    "s3ml.node": self._me.node,
-                    "s3ml.replica": self._me.replica,
-                    "s3ml.platform": self._me.platform,
-                },
+                INFER_SPAN,
+                attributes=infer_attributes(model.info.name, model.info.version, self._me),
             ):
                 return self._infer(request, context, model)
         except Exception as err:

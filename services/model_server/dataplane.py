@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import select
 import struct
 import subprocess
 import threading
@@ -29,6 +30,8 @@ from services.model_server.tensor_spec import TensorSpec
 log = logging.getLogger("model-server")
 BINARY = Path(__file__).absolute().parent / "native" / "s3ml_dataplane"
 _HEADER = struct.Struct(">I")
+# Building every model's interpreters takes seconds; a child silent for this long is hung.
+START_TIMEOUT_S = 120.0
 
 
 class DataPlaneError(Exception):
@@ -64,9 +67,16 @@ def _events(stream: IO[bytes]) -> Iterator[dp.Event]:
 
 
 class NativeDataPlane:
-    """One running child; `port` is where it listens."""
+    """One running child; `port` is where it listens. `on_calls` gets the calls it
+    served (for spans), from a reader thread, about once a second."""
 
-    def __init__(self, start: dp.Start, binary: Path = BINARY) -> None:
+    def __init__(
+        self,
+        start: dp.Start,
+        on_calls: Callable[[dp.Calls], None],
+        binary: Path = BINARY,
+        start_timeout: float = START_TIMEOUT_S,
+    ) -> None:
         if not binary.exists():
             raise DataPlaneError(f"native data plane not built: {binary} is missing")
         self._proc = subprocess.Popen([str(binary)], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
@@ -76,24 +86,48 @@ class NativeDataPlane:
         self._lock = threading.Lock()
         self._on_stop: list[Callable[[], None]] = []
         self.stats = dp.Stats()
-        with contextlib.suppress(BrokenPipeError):  # a child that died at once says why below
-            _write(self._stdin, dp.Control(start=start))
-        self.port = self._await_ready()
-        threading.Thread(target=self._read_stats, name="dataplane-stats", daemon=True).start()
+        self._on_calls = on_calls
+        # Written from a thread: a child that reads nothing would block the write, and the
+        # timeout below could not fire. A child that died at once says why below.
+        writer = threading.Thread(target=self._send_start, args=(start,), daemon=True)
+        writer.start()
+        try:
+            self.port = self._await_ready(start_timeout)
+        finally:
+            writer.join()  # done, or failed on the pipe of the killed child
+        self._reader = threading.Thread(
+            target=self._read_events, name="dataplane-events", daemon=True
+        )
+        self._reader.start()
 
-    def _await_ready(self) -> int:
-        first = next(_events(self._stdout), None)
+    def _send_start(self, start: dp.Start) -> None:
+        with contextlib.suppress(BrokenPipeError, ValueError):
+            _write(self._stdin, dp.Control(start=start))
+
+    def _await_ready(self, timeout: float) -> int:
+        first = None
+        if select.select([self._stdout], [], [], timeout)[0]:
+            first = next(_events(self._stdout), None)
+            why = (
+                first.fatal if first is not None and first.HasField("fatal") else "no reason given"
+            )
+        else:
+            why = f"no answer within {timeout:.0f} s"
         if first is not None and first.HasField("ready"):
             return first.ready.port
         self._proc.kill()
         self._proc.wait()
-        why = first.fatal if first is not None and first.HasField("fatal") else "no reason given"
         raise DataPlaneError(f"native data plane failed to start: {why}")
 
-    def _read_stats(self) -> None:
+    def _read_events(self) -> None:
         for event in _events(self._stdout):
             if event.HasField("stats"):
                 self.stats = event.stats
+            elif event.HasField("calls"):
+                try:
+                    self._on_calls(event.calls)
+                except Exception:
+                    log.exception("native data plane: could not record its calls")
             elif event.HasField("fatal"):
                 log.error("native data plane: %s", event.fatal)
 
@@ -122,6 +156,7 @@ class NativeDataPlane:
         except subprocess.TimeoutExpired:
             self._proc.kill()
             self._proc.wait()
+        self._reader.join(timeout=5.0)  # its last counters and calls, reported on exit
 
 
 class DataPlaneMetrics(Collector):

@@ -31,7 +31,7 @@ from services.attest.platform.sim import SimPlatform
 from services.attest.quote.roots import intel_root_pem
 from services.attest.server import sim_enclave
 from services.attest.sim.pki import SimPki
-from services.model_server import dataplane, repository
+from services.model_server import dataplane, native_spans, repository
 from services.model_server.api import CODES, VERSION, Admission, Identity, InferenceServicer
 from services.model_server.config import ServerConfig
 from services.rpc.status import ErrorMappingInterceptor
@@ -270,8 +270,9 @@ def _serve_native(
         peers=_peer_policy(revocations),
         server_version=VERSION,
     )
+    me = Identity(config.node, config.replica, config.platform)
     try:
-        plane = dataplane.NativeDataPlane(start)
+        plane = dataplane.NativeDataPlane(start, lambda calls: native_spans.emit(calls, me))
     except dataplane.DataPlaneError as err:
         raise StartupError(str(err)) from err
     finally:

@@ -59,11 +59,16 @@ class ClientTracing(grpc.UnaryUnaryClientInterceptor):
             return outcome
 
 
+def server_span_name(method: str) -> str:
+    """The server span of a call to `method` (its full gRPC name)."""
+    return f"rpc.server {method}"
+
+
 class ServerTracing(UnaryInterceptor):
     """Continues the caller's trace in `rpc.server <method>`."""
 
     def around(self, method: str, inner: Behavior) -> Behavior:
-        name = f"rpc.server {method}"
+        name = server_span_name(method)
 
         def traced(request: Any, context: grpc.ServicerContext) -> Any:
             carrier = {k: v for k, v in context.invocation_metadata() if isinstance(v, str)}

@@ -1,4 +1,4 @@
-"""The native data plane on its own: peer policy, revocation, metrics, lifecycle.
+"""The native data plane on its own: peer policy, revocation, metrics, calls, lifecycle.
 
 Real C++ child, real TLS on loopback, real certificates from the ACS's own CA
 code (a CA created for the test, as the ACS creates its own), real CRLs. The
@@ -8,10 +8,12 @@ serving suites (serving_test_native, ...) cover the KServe API on this plane.
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 import grpc
 import numpy as np
@@ -103,9 +105,28 @@ def _start(pki: Pki, peers: dp.PeerPolicy, model: dp.Model | None = None) -> dp.
     )
 
 
+class Reported:
+    """The calls the child reports (the supervisor makes spans of them)."""
+
+    def __init__(self) -> None:
+        self.calls: list[dp.CallRecord] = []
+
+    def __call__(self, calls: dp.Calls) -> None:
+        self.calls.extend(calls.calls)
+
+
+def _launch(start: dp.Start, reported: Reported | None = None) -> dataplane.NativeDataPlane:
+    return dataplane.NativeDataPlane(start, reported or Reported())
+
+
 @pytest.fixture
-def plane(pki: Pki) -> Iterator[dataplane.NativeDataPlane]:
-    running = dataplane.NativeDataPlane(_start(pki, _peer_policy(mtls.RevocationList())))
+def reported() -> Reported:
+    return Reported()
+
+
+@pytest.fixture
+def plane(pki: Pki, reported: Reported) -> Iterator[dataplane.NativeDataPlane]:
+    running = _launch(_start(pki, _peer_policy(mtls.RevocationList())), reported)
     yield running
     running.stop()
 
@@ -120,11 +141,13 @@ def _stub(
     return pb_grpc.GRPCInferenceServiceStub(channel)
 
 
-def _infer(stub: pb_grpc.GRPCInferenceServiceStub) -> pb.ModelInferResponse:
+def _infer(
+    stub: pb_grpc.GRPCInferenceServiceStub, metadata: tuple[tuple[str, str], ...] = ()
+) -> pb.ModelInferResponse:
     request = pb.ModelInferRequest(model_name=MODEL)
     request.inputs.add(name="image", datatype="UINT8", shape=[1, 128, 128, 3])
     request.raw_input_contents.append(np.full((1, 128, 128, 3), 100, np.uint8).tobytes())
-    return stub.ModelInfer(request, timeout=10)
+    return stub.ModelInfer(request, timeout=10, metadata=metadata)
 
 
 def _code(call: object) -> tuple[grpc.StatusCode, str]:
@@ -171,7 +194,7 @@ def test_revoked_client_refused_after_crl_refresh(
 
 def test_role_outside_the_policy_is_permission_denied(pki: Pki) -> None:
     admins_only = dp.PeerPolicy(allowed_role_prefixes=[ALLOWED_ROLES[2]])
-    running = dataplane.NativeDataPlane(_start(pki, admins_only))
+    running = _launch(_start(pki, admins_only))
     try:
         code, details = _code(lambda: _infer(_stub(running, pki, pki.client)))
         assert code == grpc.StatusCode.PERMISSION_DENIED
@@ -217,11 +240,47 @@ def test_bad_model_fails_start_with_a_reason(pki: Pki) -> None:
     broken = _model()
     broken.tflite = b"not a flatbuffer" * 64
     with pytest.raises(dataplane.DataPlaneError, match="failed to start: LiteRt"):
-        dataplane.NativeDataPlane(_start(pki, dp.PeerPolicy(), broken))
+        _launch(_start(pki, dp.PeerPolicy(), broken))
+
+
+def test_silent_child_fails_start_after_the_timeout(pki: Pki, tmp_path: Path) -> None:
+    hung = tmp_path / "hung"
+    hung.write_text("#!/bin/sh\nexec sleep 60\n")
+    os.chmod(hung, 0o700)
+    begun = time.monotonic()
+    with pytest.raises(dataplane.DataPlaneError, match="no answer within 1 s"):
+        dataplane.NativeDataPlane(_start(pki, dp.PeerPolicy()), Reported(), hung, start_timeout=1.0)
+    assert time.monotonic() - begun < 10
 
 
 def test_closing_stdin_stops_the_child(pki: Pki) -> None:
-    running = dataplane.NativeDataPlane(_start(pki, dp.PeerPolicy()))
+    running = _launch(_start(pki, dp.PeerPolicy()))
     assert running.running()
     running.stop()
     assert not running.running()
+
+
+TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+def test_calls_are_reported_with_the_callers_trace(
+    plane: dataplane.NativeDataPlane, pki: Pki, reported: Reported
+) -> None:
+    stub = _stub(plane, pki, pki.client)
+    _infer(stub, (("traceparent", TRACEPARENT),))
+    bad = pb.ModelInferRequest(model_name=MODEL)
+    bad.inputs.add(name="image", datatype="FP32", shape=[1, 128, 128, 3])
+    assert _code(lambda: stub.ModelInfer(bad, timeout=5))[0] == grpc.StatusCode.INVALID_ARGUMENT
+    stub.ServerLive(pb.ServerLiveRequest(), timeout=5)
+    plane.stop()  # the child reports its last calls as it exits
+    ok, invalid, live = reported.calls
+    assert ok.method == "/inference.GRPCInferenceService/ModelInfer"
+    assert (ok.traceparent, ok.code, ok.model, ok.version) == (TRACEPARENT, "OK", MODEL, "1")
+    assert ok.start_unix_nano <= ok.infer_start_unix_nano <= ok.end_unix_nano
+    assert abs(ok.end_unix_nano - time.time_ns()) < 60e9
+    assert (invalid.code, invalid.model, invalid.traceparent) == ("INVALID_ARGUMENT", MODEL, "")
+    assert (live.method, live.code, live.model) == (
+        "/inference.GRPCInferenceService/ServerLive",
+        "OK",
+        "",
+    )

@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "s3ml/model_server/v1/dataplane.pb.h"
+#include "services/model_server/native/calls.h"
 #include "services/model_server/native/framing.h"
 #include "services/model_server/native/peers.h"
 #include "services/model_server/native/registry.h"
@@ -40,6 +41,16 @@ std::shared_ptr<grpc::ServerCredentials> Credentials(v1::Start* start) {
   return creds;
 }
 
+// Counters, and the calls served since the last report (for the supervisor's spans).
+void Report(const Stats& stats, CallLog* calls, FrameWriter* events) {
+  v1::Event counters;
+  *counters.mutable_stats() = stats.Snapshot();
+  events->Write(counters);
+  v1::Event served;
+  *served.mutable_calls() = calls->Drain();
+  if (served.calls().calls_size() > 0 || served.calls().dropped() > 0) events->Write(served);
+}
+
 int Serve(v1::Start start, FrameWriter* events) {
   const v1::Limits& limits = start.limits();
   Registry registry(start.mutable_models(), static_cast<int>(limits.interpreters_per_model()),
@@ -47,7 +58,8 @@ int Serve(v1::Start start, FrameWriter* events) {
   PeerPolicy peers("inference API");
   peers.Update(start.peers());
   Stats stats;
-  InferenceService service(&registry, &peers, &stats, limits.max_batch(), limits.max_queue(),
+  CallLog calls;
+  InferenceService service(&registry, &peers, &stats, &calls, limits.max_batch(), limits.max_queue(),
                            start.server_version());
 
   grpc::ServerBuilder builder;
@@ -76,11 +88,7 @@ int Serve(v1::Start start, FrameWriter* events) {
   std::condition_variable wake;
   std::thread reporter([&] {
     std::unique_lock<std::mutex> lock(mu);
-    while (!wake.wait_for(lock, kStatsEvery, [&] { return done.load(); })) {
-      v1::Event e;
-      *e.mutable_stats() = stats.Snapshot();
-      events->Write(e);
-    }
+    while (!wake.wait_for(lock, kStatsEvery, [&] { return done.load(); })) Report(stats, &calls, events);
   });
   v1::Control control;
   while (ReadFrame(STDIN_FILENO, &control)) {  // until the supervisor closes stdin
@@ -90,9 +98,7 @@ int Serve(v1::Start start, FrameWriter* events) {
   done = true;
   wake.notify_all();
   reporter.join();
-  v1::Event last;
-  *last.mutable_stats() = stats.Snapshot();
-  events->Write(last);
+  Report(stats, &calls, events);  // the last calls and counters, after the server stopped
   return 0;
 }
 

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstring>
 #include <iostream>
+#include <utility>
 
 #include "services/model_server/native/errors.h"
 
@@ -32,41 +33,57 @@ void Encode(const LoadedModel& model, const std::vector<size_t>& wanted, int64_t
 }  // namespace
 
 InferenceService::InferenceService(const Registry* registry, PeerPolicy* peers, Stats* stats,
-                                   int64_t max_batch, int64_t max_queue, std::string version)
+                                   CallLog* calls, int64_t max_batch, int64_t max_queue, std::string version)
     : registry_(registry),
       peers_(peers),
       stats_(stats),
+      calls_(calls),
       admission_(stats, registry->Interpreters(), max_queue),
       max_batch_(max_batch),
       version_(std::move(version)) {}
 
+// The caller's W3C trace context, so the supervisor's spans continue its trace.
+std::string TraceParent(const grpc::ServerContext& context) {
+  const auto& metadata = context.client_metadata();
+  const auto found = metadata.find("traceparent");
+  return found == metadata.end() ? "" : std::string(found->second.data(), found->second.size());
+}
+
 template <typename Body>
 grpc::Status InferenceService::Guard(grpc::ServerContext* context, const char* method, Body body) {
+  s3ml::model_server::v1::CallRecord record;
+  record.set_start_unix_nano(UnixNanos());
+  grpc::Status status = grpc::Status::OK;
   try {
     peers_->Check(*context);
-    body();
-    return grpc::Status::OK;
+    body(record);
   } catch (const CallError& err) {
-    return grpc::Status(err.code(), std::string(err.what()).substr(0, kMaxMessage));
+    status = grpc::Status(err.code(), std::string(err.what()).substr(0, kMaxMessage));
   } catch (const std::exception& err) {
     std::cerr << "data plane: " << method << " failed unexpectedly: " << typeid(err).name() << std::endl;
-    return grpc::Status(grpc::StatusCode::INTERNAL, "internal error; see the server log");
+    status = grpc::Status(grpc::StatusCode::INTERNAL, "internal error; see the server log");
   }
+  record.set_end_unix_nano(UnixNanos());
+  record.set_method(std::string("/inference.GRPCInferenceService/") + method);
+  record.set_traceparent(TraceParent(*context));
+  record.set_code(CodeName(status.error_code()));
+  calls_->Add(std::move(record));
+  return status;
 }
 
 grpc::Status InferenceService::ServerLive(grpc::ServerContext* c, const inference::ServerLiveRequest*,
                                           inference::ServerLiveResponse* r) {
-  return Guard(c, "ServerLive", [&] { r->set_live(true); });
+  return Guard(c, "ServerLive", [&](auto&) { r->set_live(true); });
 }
 
 grpc::Status InferenceService::ServerReady(grpc::ServerContext* c, const inference::ServerReadyRequest*,
                                            inference::ServerReadyResponse* r) {
-  return Guard(c, "ServerReady", [&] { r->set_ready(!registry_->Empty()); });
+  return Guard(c, "ServerReady", [&](auto&) { r->set_ready(!registry_->Empty()); });
 }
 
 grpc::Status InferenceService::ModelReady(grpc::ServerContext* c, const inference::ModelReadyRequest* q,
                                           inference::ModelReadyResponse* r) {
-  return Guard(c, "ModelReady", [&] {
+  return Guard(c, "ModelReady", [&](auto&) {
     registry_->Get(q->name(), q->version());
     r->set_ready(true);
   });
@@ -75,7 +92,7 @@ grpc::Status InferenceService::ModelReady(grpc::ServerContext* c, const inferenc
 grpc::Status InferenceService::ServerMetadata(grpc::ServerContext* c,
                                               const inference::ServerMetadataRequest*,
                                               inference::ServerMetadataResponse* r) {
-  return Guard(c, "ServerMetadata", [&] {
+  return Guard(c, "ServerMetadata", [&](auto&) {
     r->set_name("s3ml-model-server");
     r->set_version(version_);
   });
@@ -84,7 +101,7 @@ grpc::Status InferenceService::ServerMetadata(grpc::ServerContext* c,
 grpc::Status InferenceService::ModelMetadata(grpc::ServerContext* c,
                                              const inference::ModelMetadataRequest* q,
                                              inference::ModelMetadataResponse* r) {
-  return Guard(c, "ModelMetadata", [&] {
+  return Guard(c, "ModelMetadata", [&](auto&) {
     const LoadedModel& model = registry_->Get(q->name(), q->version());
     r->set_name(model.name);
     for (const auto& v : registry_->Versions(model.name)) r->add_versions(v);
@@ -103,9 +120,12 @@ grpc::Status InferenceService::ModelInfer(grpc::ServerContext* c, const inferenc
                                           inference::ModelInferResponse* r) {
   const auto started = std::chrono::steady_clock::now();
   std::string label = "unknown";
-  grpc::Status status = Guard(c, "ModelInfer", [&] {
+  grpc::Status status = Guard(c, "ModelInfer", [&](auto& record) {
     const LoadedModel& model = registry_->Get(q->model_name(), q->model_version());
     label = model.name;
+    record.set_model(model.name);
+    record.set_version(model.version);
+    record.set_infer_start_unix_nano(UnixNanos());
     Infer(c, *q, model, r);
   });
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "inference/grpc_predict_v2.grpc.pb.h"
+#include "services/model_server/native/calls.h"
 #include "services/model_server/native/peers.h"
 #include "services/model_server/native/registry.h"
 #include "services/model_server/native/stats.h"
@@ -13,8 +14,8 @@ namespace s3ml::dataplane {
 
 class InferenceService final : public inference::GRPCInferenceService::Service {
  public:
-  InferenceService(const Registry* registry, PeerPolicy* peers, Stats* stats, int64_t max_batch,
-                   int64_t max_queue, std::string version);
+  InferenceService(const Registry* registry, PeerPolicy* peers, Stats* stats, CallLog* calls,
+                   int64_t max_batch, int64_t max_queue, std::string version);
 
   grpc::Status ServerLive(grpc::ServerContext*, const inference::ServerLiveRequest*,
                           inference::ServerLiveResponse*) override;
@@ -30,6 +31,8 @@ class InferenceService final : public inference::GRPCInferenceService::Service {
                           inference::ModelInferResponse*) override;
 
  private:
+  // Runs `body(record)` for one call: checks the peer, maps errors to a status,
+  // and logs the call (the body may name the model it served).
   template <typename Body>
   grpc::Status Guard(grpc::ServerContext* context, const char* method, Body body);
   void Infer(grpc::ServerContext* context, const inference::ModelInferRequest& request,
@@ -38,6 +41,7 @@ class InferenceService final : public inference::GRPCInferenceService::Service {
   const Registry* registry_;
   PeerPolicy* peers_;
   Stats* stats_;
+  CallLog* calls_;
   Admission admission_;
   const int64_t max_batch_;
   const std::string version_;
