@@ -8,6 +8,7 @@
 //     THREADS connections, each calling back to back; prints "ready" once all have
 //     answered a first call, then reads "BEGIN UNTIL" (epoch seconds) from stdin and
 //     prints "done=N cpu_s=X": calls completed and process CPU inside the window.
+#include <absl/synchronization/mutex.h>
 #include <grpcpp/grpcpp.h>
 #include <sys/resource.h>
 
@@ -142,6 +143,9 @@ int Throughput(const Options& o, const inference::ModelInferRequest& req, int th
 }  // namespace
 
 int main(int argc, char** argv) {
+  // As in the data plane (native/main.cc): Debian's abseil would track lock order on every
+  // gRPC mutex acquisition to detect deadlocks, costing the client CPU on every call.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   const Options o = Parse(argc, argv);
   inference::ModelInferRequest req;
   if (o.Get("target").empty() || !req.ParseFromString(Slurp(o.Get("request"))) || o.rest.empty()) {

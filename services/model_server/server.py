@@ -72,7 +72,6 @@ ALLOWED_ROLES = (SPIFFE_PREFIX + "client/", SPIFFE_PREFIX + "service/", SPIFFE_P
 class RunningServer:
     port: int
     identity: client.InstanceIdentity
-    registry: repository.Registry
     stop_event: threading.Event
     epc: enclave_memory.EnclaveMemory
     _stop_serving: Callable[[float], None]
@@ -198,7 +197,9 @@ def start(config: ServerConfig) -> RunningServer:
         config.data_plane,
         ident.generation,
     )
-    return RunningServer(port, ident, registry, stop, epc, stop_serving)
+    # Not kept here: the Python plane's servicer holds the registry; with the native plane
+    # the models now live in the child, and this copy (and its checking interpreters) goes.
+    return RunningServer(port, ident, stop, epc, stop_serving)
 
 
 Serving = tuple[int, Callable[[float], None], Callable[[], None]]  # port, stop, CRL changed

@@ -272,8 +272,9 @@ def test_calls_are_reported_with_the_callers_trace(
     bad.inputs.add(name="image", datatype="FP32", shape=[1, 128, 128, 3])
     assert _code(lambda: stub.ModelInfer(bad, timeout=5))[0] == grpc.StatusCode.INVALID_ARGUMENT
     stub.ServerLive(pb.ServerLiveRequest(), timeout=5)
+    _infer(stub, (("traceparent", "0" * 4000),))  # junk: not kept
     plane.stop()  # the child reports its last calls as it exits
-    ok, invalid, live = reported.calls
+    ok, invalid, live, junk = reported.calls
     assert ok.method == "/inference.GRPCInferenceService/ModelInfer"
     assert (ok.traceparent, ok.code, ok.model, ok.version) == (TRACEPARENT, "OK", MODEL, "1")
     assert ok.start_unix_nano <= ok.infer_start_unix_nano <= ok.end_unix_nano
@@ -284,3 +285,4 @@ def test_calls_are_reported_with_the_callers_trace(
         "OK",
         "",
     )
+    assert (junk.code, junk.traceparent) == ("OK", "")

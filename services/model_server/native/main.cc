@@ -4,6 +4,7 @@
 // The Python supervisor attests, unseals the models and refreshes the CRL; this
 // process does only the request path, with no interpreter lock and no Python
 // per call. It exits when its supervisor closes stdin, so it never outlives it.
+#include <absl/synchronization/mutex.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/security/server_credentials.h>
 #include <unistd.h>
@@ -107,6 +108,10 @@ int Serve(v1::Start start, FrameWriter* events) {
 
 int main() {
   using namespace s3ml::dataplane;
+  // Debian builds abseil without NDEBUG, so every absl::Mutex inside gRPC would track
+  // lock order (a graph and a stack trace per acquisition) to detect deadlocks: a
+  // debugging aid that costs CPU on every call, off in release builds of abseil.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   FrameWriter events(STDOUT_FILENO);
   try {
     s3ml::model_server::v1::Control control;

@@ -30,6 +30,17 @@ void Encode(const LoadedModel& model, const std::vector<size_t>& wanted, int64_t
   }
 }
 
+// The caller's W3C trace context, so the supervisor's spans continue its trace. The
+// supervisor validates it; an oversized one (a version-00 header is 55 characters) is
+// dropped here so a client cannot make the call log hold its junk.
+constexpr size_t kMaxTraceParent = 128;
+std::string TraceParent(const grpc::ServerContext& context) {
+  const auto& metadata = context.client_metadata();
+  const auto found = metadata.find("traceparent");
+  if (found == metadata.end() || found->second.size() > kMaxTraceParent) return "";
+  return std::string(found->second.data(), found->second.size());
+}
+
 }  // namespace
 
 InferenceService::InferenceService(const Registry* registry, PeerPolicy* peers, Stats* stats,
@@ -41,13 +52,6 @@ InferenceService::InferenceService(const Registry* registry, PeerPolicy* peers, 
       admission_(stats, registry->Interpreters(), max_queue),
       max_batch_(max_batch),
       version_(std::move(version)) {}
-
-// The caller's W3C trace context, so the supervisor's spans continue its trace.
-std::string TraceParent(const grpc::ServerContext& context) {
-  const auto& metadata = context.client_metadata();
-  const auto found = metadata.find("traceparent");
-  return found == metadata.end() ? "" : std::string(found->second.data(), found->second.size());
-}
 
 template <typename Body>
 grpc::Status InferenceService::Guard(grpc::ServerContext* context, const char* method, Body body) {
