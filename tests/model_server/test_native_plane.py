@@ -7,116 +7,40 @@ serving suites (serving_test_native, ...) cover the KServe API on this plane.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
 import grpc
 import numpy as np
 import pytest
-from cryptography.hazmat.primitives.asymmetric import ec
 from prometheus_client import REGISTRY, generate_latest
 
 from inference import grpc_predict_v2_pb2 as pb
 from inference import grpc_predict_v2_pb2_grpc as pb_grpc
 from s3ml.model_server.v1 import dataplane_pb2 as dp
 from services.attest import mtls
-from services.attest.ca import CertificateAuthority, key_pem, pem, utcnow
+from services.attest.ca import pem, utcnow
 from services.model_server import dataplane
 from services.model_server.server import ALLOWED_ROLES, _peer_policy
-from tests.model_server.harness import ZOO
-
-MODEL = "mobilenet_v1_int8"
-SERVER_NAME = "zoo.s3ml.local"
-
-
-@dataclass(frozen=True)
-class Party:
-    key_pem: bytes
-    cert_pem: bytes
-    serial: int
-
-
-@dataclass(frozen=True)
-class Pki:
-    ca: CertificateAuthority
-    server: Party
-    client: Party
-    admin: Party
-
-
-def _party(ca: CertificateAuthority, kind: str) -> Party:
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = utcnow()
-    if kind == "service":
-        cert = ca.issue_service("zoo", [SERVER_NAME], key.public_key(), now)
-    elif kind == "admin":
-        cert = ca.issue_admin("ops", key.public_key(), now)
-    else:
-        cert = ca.issue_client("alice", key.public_key(), now)
-    return Party(key_pem(key), pem(cert), cert.serial_number)
+from tests.model_server.native_harness import (
+    MODEL,
+    SERVER_NAME,
+    Pki,
+    Reported,
+    launch,
+    make_pki,
+    model,
+    start_message,
+    stub_for,
+)
 
 
 @pytest.fixture(scope="module")
 def pki() -> Pki:
-    ca = CertificateAuthority.create(utcnow(), "test ACS")
-    return Pki(ca, _party(ca, "service"), _party(ca, "client"), _party(ca, "admin"))
-
-
-def _model() -> dp.Model:
-    meta = json.loads((ZOO / f"{MODEL}.json").read_text())
-    return dp.Model(
-        name=MODEL,
-        version="1",
-        platform="tflite",
-        tflite=(ZOO / f"{MODEL}.tflite").read_bytes(),
-        inputs=[_spec(t) for t in meta["inputs"]],
-        outputs=[_spec(t) for t in meta["outputs"]],
-    )
-
-
-def _spec(raw: dict[str, object]) -> dp.TensorSpec:
-    shape = raw["shape"]
-    assert isinstance(shape, list)
-    return dp.TensorSpec(name=str(raw["name"]), datatype=str(raw["datatype"]), shape=shape)
-
-
-def _start(pki: Pki, peers: dp.PeerPolicy, model: dp.Model | None = None) -> dp.Start:
-    return dp.Start(
-        listen="127.0.0.1:0",
-        tls_chain_pem=pki.server.cert_pem,
-        tls_key_pem=pki.server.key_pem,
-        ca_pem=pem(pki.ca.cert),
-        models=[model or _model()],
-        limits=dp.Limits(
-            interpreters_per_model=1,
-            threads_per_interpreter=1,
-            workers=4,
-            max_queue=4,
-            max_batch=4,
-            max_message_bytes=16 << 20,
-        ),
-        peers=peers,
-        server_version="test",
-    )
-
-
-class Reported:
-    """The calls the child reports (the supervisor makes spans of them)."""
-
-    def __init__(self) -> None:
-        self.calls: list[dp.CallRecord] = []
-
-    def __call__(self, calls: dp.Calls) -> None:
-        self.calls.extend(calls.calls)
-
-
-def _launch(start: dp.Start, reported: Reported | None = None) -> dataplane.NativeDataPlane:
-    return dataplane.NativeDataPlane(start, reported or Reported())
+    return make_pki()
 
 
 @pytest.fixture
@@ -126,19 +50,9 @@ def reported() -> Reported:
 
 @pytest.fixture
 def plane(pki: Pki, reported: Reported) -> Iterator[dataplane.NativeDataPlane]:
-    running = _launch(_start(pki, _peer_policy(mtls.RevocationList())), reported)
+    running = launch(start_message(pki, _peer_policy(mtls.RevocationList())), reported)
     yield running
     running.stop()
-
-
-def _stub(
-    plane: dataplane.NativeDataPlane, pki: Pki, who: Party
-) -> pb_grpc.GRPCInferenceServiceStub:
-    creds = grpc.ssl_channel_credentials(pem(pki.ca.cert), who.key_pem, who.cert_pem)
-    channel = grpc.secure_channel(
-        f"127.0.0.1:{plane.port}", creds, [("grpc.ssl_target_name_override", SERVER_NAME)]
-    )
-    return pb_grpc.GRPCInferenceServiceStub(channel)
 
 
 def _infer(
@@ -165,7 +79,7 @@ def _served(stub: pb_grpc.GRPCInferenceServiceStub) -> bool:
 
 
 def test_serves_acs_issued_clients(plane: dataplane.NativeDataPlane, pki: Pki) -> None:
-    response = _infer(_stub(plane, pki, pki.client))
+    response = _infer(stub_for(plane, pki, pki.client))
     assert response.outputs[0].shape == [1, 1000]
     assert len(response.raw_output_contents[0]) == 1000
 
@@ -173,7 +87,7 @@ def test_serves_acs_issued_clients(plane: dataplane.NativeDataPlane, pki: Pki) -
 def test_revoked_client_refused_after_crl_refresh(
     plane: dataplane.NativeDataPlane, pki: Pki
 ) -> None:
-    stub = _stub(plane, pki, pki.client)
+    stub = stub_for(plane, pki, pki.client)
     _infer(stub)
     revocations = mtls.RevocationList()
     now = utcnow()
@@ -189,17 +103,17 @@ def test_revoked_client_refused_after_crl_refresh(
         grpc.StatusCode.UNAUTHENTICATED,
         "inference API: certificate revoked",
     )
-    _infer(_stub(plane, pki, pki.admin))  # others are unaffected
+    _infer(stub_for(plane, pki, pki.admin))  # others are unaffected
 
 
 def test_role_outside_the_policy_is_permission_denied(pki: Pki) -> None:
     admins_only = dp.PeerPolicy(allowed_role_prefixes=[ALLOWED_ROLES[2]])
-    running = _launch(_start(pki, admins_only))
+    running = launch(start_message(pki, admins_only))
     try:
-        code, details = _code(lambda: _infer(_stub(running, pki, pki.client)))
+        code, details = _code(lambda: _infer(stub_for(running, pki, pki.client)))
         assert code == grpc.StatusCode.PERMISSION_DENIED
         assert "spiffe://s3ml/client/alice may not call this" in details
-        _infer(_stub(running, pki, pki.admin))
+        _infer(stub_for(running, pki, pki.admin))
     finally:
         running.stop()
 
@@ -221,7 +135,7 @@ def test_client_without_certificate_cannot_connect(
 
 
 def test_metrics_reach_the_supervisor(plane: dataplane.NativeDataPlane, pki: Pki) -> None:
-    stub = _stub(plane, pki, pki.client)
+    stub = stub_for(plane, pki, pki.client)
     for _ in range(3):
         _infer(stub)
     bad = pb.ModelInferRequest(model_name="nope")
@@ -237,10 +151,10 @@ def test_metrics_reach_the_supervisor(plane: dataplane.NativeDataPlane, pki: Pki
 
 
 def test_bad_model_fails_start_with_a_reason(pki: Pki) -> None:
-    broken = _model()
+    broken = model()
     broken.tflite = b"not a flatbuffer" * 64
     with pytest.raises(dataplane.DataPlaneError, match="failed to start: LiteRt"):
-        _launch(_start(pki, dp.PeerPolicy(), broken))
+        launch(start_message(pki, dp.PeerPolicy(), broken))
 
 
 def test_silent_child_fails_start_after_the_timeout(pki: Pki, tmp_path: Path) -> None:
@@ -249,12 +163,14 @@ def test_silent_child_fails_start_after_the_timeout(pki: Pki, tmp_path: Path) ->
     os.chmod(hung, 0o700)
     begun = time.monotonic()
     with pytest.raises(dataplane.DataPlaneError, match="no answer within 1 s"):
-        dataplane.NativeDataPlane(_start(pki, dp.PeerPolicy()), Reported(), hung, start_timeout=1.0)
+        dataplane.NativeDataPlane(
+            start_message(pki, dp.PeerPolicy()), Reported(), hung, start_timeout=1.0
+        )
     assert time.monotonic() - begun < 10
 
 
 def test_closing_stdin_stops_the_child(pki: Pki) -> None:
-    running = _launch(_start(pki, dp.PeerPolicy()))
+    running = launch(start_message(pki, dp.PeerPolicy()))
     assert running.running()
     running.stop()
     assert not running.running()
@@ -266,7 +182,7 @@ TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 def test_calls_are_reported_with_the_callers_trace(
     plane: dataplane.NativeDataPlane, pki: Pki, reported: Reported
 ) -> None:
-    stub = _stub(plane, pki, pki.client)
+    stub = stub_for(plane, pki, pki.client)
     _infer(stub, (("traceparent", TRACEPARENT),))
     bad = pb.ModelInferRequest(model_name=MODEL)
     bad.inputs.add(name="image", datatype="FP32", shape=[1, 128, 128, 3])

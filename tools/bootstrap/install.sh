@@ -7,8 +7,9 @@ DEBIAN_PACKAGES=(
   bazel-bootstrap bazel-bootstrap-source   # Bazel 4.2.3, offline
   swtpm swtpm-tools tpm2-tools libtss2-dev  # software TPM 2.0 and tpm2-tss
   pkg-config gcc libc6-dev python3-dev      # to build tpm2-pytss against libtss2
-  g++ libgrpc++-dev libprotobuf-dev libssl-dev  # the model server's native data plane
-  protobuf-compiler protobuf-compiler-grpc     # ... and its C++ protobuf/gRPC code
+  g++ libnghttp2-dev libprotobuf-dev libssl-dev  # the model server's native data plane (HTTP/2, TLS)
+  libgrpc++-dev                                 # the serving benchmark's C++ load generator
+  protobuf-compiler protobuf-compiler-grpc     # their C++ protobuf and gRPC code generators
   prometheus haproxy etcd-server            # monitoring, L4 load balancing, store
   python3 python3-pip python3-venv          # interpreter for the build when none is set up
   git make ca-certificates

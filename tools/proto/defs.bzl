@@ -101,30 +101,15 @@ GRPC_CC_LINKOPTS = [
     "-lpthread",
 ]
 
-def cc_proto_grpc_library(name, srcs, visibility = None):
-    """C++ messages and gRPC service code of `srcs` (in this package) as one cc_library.
-
-    Args:
-      name: the cc_library's name.
-      srcs: .proto files in this package, importing nothing outside it.
-      visibility: visibility of the library.
-    """
+def _cc_generated(name, srcs, plugin_flags, suffixes, linkopts, deps, visibility):
     stems = [s[:-len(".proto")] for s in srcs]
-    outs = []
-    for stem in stems:
-        outs += [stem + ".pb.h", stem + ".pb.cc", stem + ".grpc.pb.h", stem + ".grpc.pb.cc"]
-    paths = " ".join([native.package_name() + "/" + s for s in srcs])
+    outs = [stem + suffix for stem in stems for suffix in suffixes]
     native.genrule(
         name = name + "_gen",
         srcs = srcs,
         outs = outs,
-        cmd = " ".join([
-            "/usr/bin/protoc -I" + _PROTO_ROOT,
-            "--cpp_out=$(GENDIR)/" + _PROTO_ROOT,
-            "--grpc_out=$(GENDIR)/" + _PROTO_ROOT,
-            "--plugin=protoc-gen-grpc=/usr/bin/grpc_cpp_plugin",
-            paths,
-        ]),
+        cmd = " ".join(["/usr/bin/protoc -I" + _PROTO_ROOT] + plugin_flags +
+                       [native.package_name() + "/" + s for s in srcs]),
         message = "Generating C++ code for " + name,
     )
     native.cc_library(
@@ -133,6 +118,40 @@ def cc_proto_grpc_library(name, srcs, visibility = None):
         hdrs = [o for o in outs if o.endswith(".h")],
         strip_include_prefix = "/" + native.package_name(),
         include_prefix = native.package_name()[len(_PROTO_ROOT) + 1:],
+        linkopts = linkopts,
+        deps = deps,
+        visibility = visibility,
+    )
+
+def cc_proto_grpc_library(name, srcs, visibility = None):
+    """C++ code of `srcs` (in this package, importing nothing outside it).
+
+    `name + "_messages"` holds the messages only (protobuf, no gRPC: the data
+    plane's own HTTP/2 transport needs no more); `name` adds gRPC service code.
+
+    Args:
+      name: the cc_library's name.
+      srcs: .proto files in this package, importing nothing outside it.
+      visibility: visibility of the libraries.
+    """
+    _cc_generated(
+        name = name + "_messages",
+        srcs = srcs,
+        plugin_flags = ["--cpp_out=$(GENDIR)/" + _PROTO_ROOT],
+        suffixes = [".pb.h", ".pb.cc"],
+        linkopts = ["-lprotobuf", "-lpthread"],
+        deps = [],
+        visibility = visibility,
+    )
+    _cc_generated(
+        name = name,
+        srcs = srcs,
+        plugin_flags = [
+            "--grpc_out=$(GENDIR)/" + _PROTO_ROOT,
+            "--plugin=protoc-gen-grpc=/usr/bin/grpc_cpp_plugin",
+        ],
+        suffixes = [".grpc.pb.h", ".grpc.pb.cc"],
         linkopts = GRPC_CC_LINKOPTS,
+        deps = [":" + name + "_messages"],
         visibility = visibility,
     )

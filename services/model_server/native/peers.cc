@@ -1,7 +1,6 @@
 #include "services/model_server/native/peers.h"
 
 #include <openssl/bn.h>
-#include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
 #include <algorithm>
@@ -13,7 +12,6 @@ namespace s3ml::dataplane {
 namespace {
 
 constexpr char kRolePrefix[] = "spiffe://s3ml/";
-constexpr size_t kParsedLimit = 4096;
 
 std::string SerialHex(X509* cert) {
   BIGNUM* bn = ASN1_INTEGER_to_BN(X509_get_serialNumber(cert), nullptr);
@@ -44,14 +42,9 @@ std::string RoleUri(X509* cert) {
 
 }  // namespace
 
-PeerCert ParsePeer(const std::string& pem) {
-  BIO* bio = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
-  X509* cert = bio ? PEM_read_bio_X509(bio, nullptr, nullptr, nullptr) : nullptr;
-  BIO_free(bio);
+PeerCert ReadPeer(X509* cert) {
   if (cert == nullptr) return {};
-  PeerCert out{RoleUri(cert), SerialHex(cert)};
-  X509_free(cert);
-  return out;
+  return PeerCert{true, RoleUri(cert), SerialHex(cert)};
 }
 
 void PeerPolicy::Update(const s3ml::model_server::v1::PeerPolicy& policy) {
@@ -62,41 +55,23 @@ void PeerPolicy::Update(const s3ml::model_server::v1::PeerPolicy& policy) {
   rules_ = std::move(rules);
 }
 
-PeerCert PeerPolicy::Lookup(const std::string& pem) {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    const auto found = parsed_.find(pem);
-    if (found != parsed_.end()) return found->second;
-  }
-  PeerCert cert = ParsePeer(pem);
-  std::lock_guard<std::mutex> lock(mu_);
-  if (parsed_.size() >= kParsedLimit) parsed_.clear();
-  parsed_.emplace(pem, cert);
-  return cert;
-}
-
-void PeerPolicy::Check(const grpc::ServerContext& context) {
-  const auto auth = context.auth_context();
-  const auto pems = auth ? auth->FindPropertyValues("x509_pem_cert") : std::vector<grpc::string_ref>{};
-  if (pems.empty()) {
-    throw CallError(grpc::StatusCode::UNAUTHENTICATED, what_ + ": no client certificate");
-  }
-  const PeerCert cert = Lookup(std::string(pems[0].data(), pems[0].size()));
+void PeerPolicy::Check(const PeerCert& cert) const {
+  if (!cert.present) throw CallError(Code::kUnauthenticated, what_ + ": no client certificate");
   std::shared_ptr<const Rules> rules;
   {
     std::lock_guard<std::mutex> lock(mu_);
     rules = rules_;
   }
   if (cert.serial_hex.empty()) {
-    throw CallError(grpc::StatusCode::UNAUTHENTICATED, what_ + ": unreadable client certificate");
+    throw CallError(Code::kUnauthenticated, what_ + ": unreadable client certificate");
   }
   if (rules->revoked.count(cert.serial_hex)) {
-    throw CallError(grpc::StatusCode::UNAUTHENTICATED, what_ + ": certificate revoked");
+    throw CallError(Code::kUnauthenticated, what_ + ": certificate revoked");
   }
   for (const auto& prefix : rules->prefixes) {
     if (!cert.role.empty() && cert.role.rfind(prefix, 0) == 0) return;
   }
-  throw CallError(grpc::StatusCode::PERMISSION_DENIED,
+  throw CallError(Code::kPermissionDenied,
                   what_ + ": " + (cert.role.empty() ? "no s3ml role" : cert.role) + " may not call this");
 }
 

@@ -3,15 +3,16 @@
 //
 // The same rule as the Python plane's PeerPolicyInterceptor: no certificate ->
 // UNAUTHENTICATED, revoked -> UNAUTHENTICATED, wrong role -> PERMISSION_DENIED.
+// A connection's certificate is read once, at the handshake; the policy (the
+// CRL) is checked on every call, so a revocation applies to open connections.
 #pragma once
 
-#include <grpcpp/grpcpp.h>
+#include <openssl/x509.h>
 
 #include <memory>
 #include <mutex>
 #include <set>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 #include "s3ml/model_server/v1/dataplane.pb.h"
@@ -19,31 +20,30 @@
 namespace s3ml::dataplane {
 
 struct PeerCert {
+  bool present = false;    // the client sent a certificate
   std::string role;        // the s3ml role URI (spiffe://s3ml/...), or "" when none
-  std::string serial_hex;  // lowercase, no leading zeros
+  std::string serial_hex;  // lowercase, no leading zeros; "" when unreadable
 };
 
-// Parses a PEM certificate's role URI and serial; nullopt-like empty serial on failure.
-PeerCert ParsePeer(const std::string& pem);
+// The role URI and serial of a verified peer certificate (nullptr: none was sent).
+PeerCert ReadPeer(X509* cert);
 
 class PeerPolicy {
  public:
   explicit PeerPolicy(std::string what) : what_(std::move(what)) {}
   void Update(const s3ml::model_server::v1::PeerPolicy& policy);  // a refreshed CRL
-  // Throws CallError unless the call's peer may proceed.
-  void Check(const grpc::ServerContext& context);
+  // Throws CallError unless a caller holding `cert` may proceed.
+  void Check(const PeerCert& cert) const;
 
  private:
   struct Rules {
     std::vector<std::string> prefixes;
     std::set<std::string> revoked;
   };
-  PeerCert Lookup(const std::string& pem);
 
   const std::string what_;
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::shared_ptr<const Rules> rules_ = std::make_shared<Rules>();
-  std::unordered_map<std::string, PeerCert> parsed_;  // by PEM: peers reconnect, parse once
 };
 
 }  // namespace s3ml::dataplane

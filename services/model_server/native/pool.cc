@@ -1,4 +1,5 @@
-#include "services/model_server/native/errors.h"
+#include <utility>
+
 #include "services/model_server/native/runtime.h"
 
 namespace s3ml::dataplane {
@@ -10,23 +11,43 @@ InterpreterPool::InterpreterPool(const std::string& tflite, int size, int thread
   }
 }
 
-InterpreterPool::Lease::~Lease() {
-  if (it_ == nullptr) return;
+void InterpreterPool::Submit(Job job, std::chrono::system_clock::time_point deadline,
+                             std::function<void()> expired) {
+  Interpreter* it = nullptr;
   {
-    std::lock_guard<std::mutex> lock(pool_->mu_);
-    pool_->free_.push_back(it_);
+    std::lock_guard<std::mutex> lock(mu_);
+    if (free_.empty()) {
+      waiting_.push_back(Waiting{std::move(job), deadline, std::move(expired)});
+      return;
+    }
+    it = free_.back();
+    free_.pop_back();
   }
-  pool_->cv_.notify_one();
+  Drive(it, std::move(job));
 }
 
-InterpreterPool::Lease InterpreterPool::Acquire(std::chrono::system_clock::time_point deadline) {
-  std::unique_lock<std::mutex> lock(mu_);
-  if (!cv_.wait_until(lock, deadline, [this] { return !free_.empty(); })) {
-    throw Deadline("deadline passed while waiting for an interpreter");
+// Runs `job`, then the waiting jobs in turn, until none is left; then frees `it`.
+void InterpreterPool::Drive(Interpreter* it, Job job) {
+  while (job) {
+    job(it);
+    job = nullptr;
+    std::vector<std::function<void()>> late;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      const auto now = std::chrono::system_clock::now();
+      while (!waiting_.empty() && !job) {
+        Waiting next = std::move(waiting_.front());
+        waiting_.pop_front();
+        if (next.deadline <= now) {
+          late.push_back(std::move(next.expired));
+        } else {
+          job = std::move(next.job);
+        }
+      }
+      if (!job) free_.push_back(it);
+    }
+    for (auto& reply : late) reply();
   }
-  Interpreter* it = free_.back();
-  free_.pop_back();
-  return Lease(this, it);
 }
 
 }  // namespace s3ml::dataplane

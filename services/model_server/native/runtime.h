@@ -3,7 +3,8 @@
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
+#include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -25,33 +26,32 @@ class Interpreter {
 // The model flatbuffer must outlive every interpreter built from it.
 std::unique_ptr<Interpreter> MakeInterpreter(const std::string& tflite, int threads);
 
+// A model's interpreters. A job that finds them all busy waits in a queue, not
+// on a thread: the thread that finishes with an interpreter runs the next
+// waiting job itself, already awake, instead of waking another one.
 class InterpreterPool {
  public:
+  using Job = std::function<void(Interpreter*)>;  // has the interpreter to itself while it runs
+
   InterpreterPool(const std::string& tflite, int size, int threads);
 
-  // Holds one interpreter for the lifetime of the lease.
-  class Lease {
-   public:
-    Lease(InterpreterPool* pool, Interpreter* it) : pool_(pool), it_(it) {}
-    Lease(Lease&& other) noexcept : pool_(other.pool_), it_(other.it_) { other.it_ = nullptr; }
-    Lease(const Lease&) = delete;
-    ~Lease();
-    Interpreter* operator->() const { return it_; }
-
-   private:
-    InterpreterPool* pool_;
-    Interpreter* it_;
-  };
-
-  // Waits until `deadline` for a free interpreter; throws CallError(DEADLINE_EXCEEDED).
-  Lease Acquire(std::chrono::system_clock::time_point deadline);
+  // Runs `job` on this thread if an interpreter is free, else queues it. A queued
+  // job whose `deadline` has passed when its turn comes gets `expired()` instead.
+  void Submit(Job job, std::chrono::system_clock::time_point deadline, std::function<void()> expired);
   int size() const { return static_cast<int>(all_.size()); }
 
  private:
+  struct Waiting {
+    Job job;
+    std::chrono::system_clock::time_point deadline;
+    std::function<void()> expired;
+  };
+  void Drive(Interpreter* it, Job job);
+
   std::vector<std::unique_ptr<Interpreter>> all_;
   std::vector<Interpreter*> free_;
+  std::deque<Waiting> waiting_;
   std::mutex mu_;
-  std::condition_variable cv_;
 };
 
 }  // namespace s3ml::dataplane

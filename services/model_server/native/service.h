@@ -1,42 +1,36 @@
 // The KServe v2 GRPCInferenceService over the registry: thin, every call checked
-// against the peer policy, every error mapped to a status in one place (Guard).
+// against the peer policy, every error mapped to a status in one place (Finish).
+// A call runs on the server thread that read it; a ModelInfer that finds every
+// interpreter busy waits in its model's queue (runtime.h), not on a thread.
 #pragma once
 
+#include <chrono>
+#include <memory>
 #include <string>
 
-#include "inference/grpc_predict_v2.grpc.pb.h"
 #include "services/model_server/native/calls.h"
 #include "services/model_server/native/peers.h"
 #include "services/model_server/native/registry.h"
+#include "services/model_server/native/rpc.h"
 #include "services/model_server/native/stats.h"
 
 namespace s3ml::dataplane {
 
-class InferenceService final : public inference::GRPCInferenceService::Service {
+class InferenceService final : public Handler {
  public:
-  InferenceService(const Registry* registry, PeerPolicy* peers, Stats* stats, CallLog* calls,
-                   int64_t max_batch, int64_t max_queue, std::string version);
+  InferenceService(const Registry* registry, PeerPolicy* peers, Stats* stats, CallLog* calls, int64_t max_batch,
+                   int64_t max_queue, std::string version);
 
-  grpc::Status ServerLive(grpc::ServerContext*, const inference::ServerLiveRequest*,
-                          inference::ServerLiveResponse*) override;
-  grpc::Status ServerReady(grpc::ServerContext*, const inference::ServerReadyRequest*,
-                           inference::ServerReadyResponse*) override;
-  grpc::Status ModelReady(grpc::ServerContext*, const inference::ModelReadyRequest*,
-                          inference::ModelReadyResponse*) override;
-  grpc::Status ServerMetadata(grpc::ServerContext*, const inference::ServerMetadataRequest*,
-                              inference::ServerMetadataResponse*) override;
-  grpc::Status ModelMetadata(grpc::ServerContext*, const inference::ModelMetadataRequest*,
-                             inference::ModelMetadataResponse*) override;
-  grpc::Status ModelInfer(grpc::ServerContext*, const inference::ModelInferRequest*,
-                          inference::ModelInferResponse*) override;
+  void Serve(Call call, Responder respond) override;
 
  private:
-  // Runs `body(record)` for one call: checks the peer, maps errors to a status,
-  // and logs the call (the body may name the model it served).
-  template <typename Body>
-  grpc::Status Guard(grpc::ServerContext* context, const char* method, Body body);
-  void Infer(grpc::ServerContext* context, const inference::ModelInferRequest& request,
-             const LoadedModel& model, inference::ModelInferResponse* response);
+  struct Infer;  // one ModelInfer between admission and its reply
+
+  Reply Metadata(const Call& call);  // the five cheap RPCs
+  void StartInfer(std::shared_ptr<Infer> infer);
+  Reply Run(Infer* infer, Interpreter* interpreter);
+  // Every call ends here: logged for spans, counted, answered.
+  void Finish(const Call& call, s3ml::model_server::v1::CallRecord* record, const Responder& respond, Reply reply);
 
   const Registry* registry_;
   PeerPolicy* peers_;

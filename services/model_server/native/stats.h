@@ -43,8 +43,11 @@ class Admission {
   class Ticket {
    public:
     explicit Ticket(Admission* a) : a_(a) {}
+    Ticket(Ticket&& other) noexcept : a_(other.a_) { other.a_ = nullptr; }
     Ticket(const Ticket&) = delete;
-    ~Ticket() { a_->Leave(); }
+    ~Ticket() {
+      if (a_) a_->Leave();
+    }
 
    private:
     Admission* a_;

@@ -102,6 +102,19 @@ std::string Typed(const Spec& spec, const inference::InferTensorContents& c, int
   throw InvalidInput("input '" + spec.name + "': 0 values in contents, expected " + std::to_string(count));
 }
 
+// One base-128 varint at *pos; false when truncated or over 10 bytes.
+bool Varint(std::string_view m, size_t* pos, uint64_t* value) {
+  *value = 0;
+  for (int shift = 0; shift < 64 && *pos < m.size(); shift += 7) {
+    const auto byte = static_cast<uint8_t>(m[(*pos)++]);
+    *value |= static_cast<uint64_t>(byte & 0x7f) << shift;
+    if (!(byte & 0x80)) return true;
+  }
+  return false;
+}
+
+constexpr uint64_t kRawInputContents = 7;  // ModelInferRequest.raw_input_contents
+
 }  // namespace
 
 Spec Spec::From(const s3ml::model_server::v1::TensorSpec& proto) {
@@ -117,8 +130,45 @@ size_t Spec::ItemBytes() const {
   return n;
 }
 
-Inputs DecodeInputs(const inference::ModelInferRequest& request, const std::vector<Spec>& specs,
-                    int64_t max_batch) {
+// Walks the top-level fields only: raw_input_contents (most of a request's bytes)
+// are viewed where they are; every other field is copied out and parsed by protobuf.
+bool ParseInferRequest(std::string_view message, InferRequest* out) {
+  std::string rest;
+  size_t pos = 0;
+  while (pos < message.size()) {
+    const size_t start = pos;
+    uint64_t tag = 0, value = 0;
+    if (!Varint(message, &pos, &tag) || (tag >> 3) == 0) return false;
+    switch (tag & 7) {
+      case 0:
+        if (!Varint(message, &pos, &value)) return false;
+        break;
+      case 1:
+      case 5: {
+        const size_t width = (tag & 7) == 1 ? 8 : 4;
+        if (message.size() - pos < width) return false;
+        pos += width;
+        break;
+      }
+      case 2:
+        if (!Varint(message, &pos, &value) || value > message.size() - pos) return false;
+        if ((tag >> 3) == kRawInputContents) {
+          out->raw.push_back(message.substr(pos, value));
+          pos += value;
+          continue;
+        }
+        pos += value;
+        break;
+      default:
+        return false;  // groups: no proto3 message has them
+    }
+    rest.append(message.substr(start, pos - start));
+  }
+  return out->fields.ParseFromString(rest);
+}
+
+Inputs DecodeInputs(const inference::ModelInferRequest& request, const std::vector<std::string_view>& raw,
+                    const std::vector<Spec>& specs, int64_t max_batch) {
   std::map<std::string, int> by_name;
   for (int i = 0; i < request.inputs_size(); ++i) by_name[request.inputs(i).name()] = i;
   std::set<std::string> known;
@@ -129,8 +179,7 @@ Inputs DecodeInputs(const inference::ModelInferRequest& request, const std::vect
       throw InvalidInput("unknown input '" + name + "'; the model takes " + Quoted(names));
     }
   }
-  const auto& raw = request.raw_input_contents();
-  if (!raw.empty() && raw.size() != request.inputs_size()) {
+  if (!raw.empty() && raw.size() != static_cast<size_t>(request.inputs_size())) {
     throw InvalidInput("raw_input_contents has " + std::to_string(raw.size()) + " entries for " +
                        std::to_string(request.inputs_size()) + " inputs");
   }
@@ -158,7 +207,7 @@ Inputs DecodeInputs(const inference::ModelInferRequest& request, const std::vect
       if (tensor.has_contents()) {
         throw InvalidInput("input '" + spec.name + "': both raw and typed contents given");
       }
-      const std::string& bytes = raw.Get(found->second);
+      const std::string_view bytes = raw[static_cast<size_t>(found->second)];
       const size_t expected = static_cast<size_t>(count) * spec.itemsize;
       if (bytes.size() != expected) {
         throw InvalidInput("input '" + spec.name + "': " + std::to_string(bytes.size()) +

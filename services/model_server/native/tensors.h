@@ -31,9 +31,20 @@ struct Inputs {
   std::vector<std::string> converted;     // storage for inputs given as typed contents
 };
 
-// The request's inputs in the model's input order, validated (throws CallError).
-Inputs DecodeInputs(const inference::ModelInferRequest& request, const std::vector<Spec>& specs,
-                    int64_t max_batch);
+// A ModelInferRequest whose raw_input_contents stay where they arrived: `raw`
+// views them inside the message, `fields` holds every other field, parsed.
+struct InferRequest {
+  inference::ModelInferRequest fields;
+  std::vector<std::string_view> raw;
+};
+
+// False when `message` is not a valid ModelInferRequest. `out->raw` points into `message`.
+bool ParseInferRequest(std::string_view message, InferRequest* out);
+
+// The request's inputs in the model's input order, validated (throws CallError);
+// `raw` is the request's raw_input_contents.
+Inputs DecodeInputs(const inference::ModelInferRequest& request, const std::vector<std::string_view>& raw,
+                    const std::vector<Spec>& specs, int64_t max_batch);
 
 // Indices of the outputs to return (all when none are named).
 std::vector<size_t> RequestedOutputs(const inference::ModelInferRequest& request,
