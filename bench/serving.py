@@ -65,15 +65,15 @@ PEERS = Path(__file__).with_name("peers")
 
 
 # s3ml's native data plane (the default here): one C++ process, no interpreter lock in the
-# request path, three 1-thread interpreters per model for the two cores: with one per core,
-# a core idles while its interpreter's request is answered and the next one handed over
-# (6-14 % of the cores idle under load, measured); the third keeps both busy (2-3 % idle).
+# request path, one 1-thread interpreter per core. A thread that finishes an invoke runs the
+# next queued call on the same interpreter itself, so no core idles through a hand-off and a
+# third interpreter gains nothing (EfficientNet-Lite0: the same requests/s with 2 and 3).
 # s3ml's Python plane: one process per core on one port (SO_REUSEPORT), one 1-thread
 # interpreter per model each. Connections are spread by the kernel's hash, so the clients
 # are separate processes (one connection each) and enough of them that both processes get
 # work (with 8 clients, one process is left with fewer than 2 in 7 % of runs; with 4, 62 %).
 PLANE_ARGS = {
-    "native": ("--data-plane", "native", "--processes", "1", "--pool", "3", "--threads", "1",
+    "native": ("--data-plane", "native", "--processes", "1", "--pool", "2", "--threads", "1",
                "--workers", "16", "--max-queue", "256"),
     "python": ("--data-plane", "python", "--processes", "2", "--pool", "1", "--threads", "1",
                "--workers", "16", "--max-queue", "256"),

@@ -40,6 +40,11 @@ ensure_venv() {
     "$PYTHON" -m venv "$venv"
   fi
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-input -r "$req"
+  if ! "$venv/bin/python" -m pip check >/dev/null; then
+    # Seen once on a fresh venv-kserve: the first install left python-dateutil at 4.0.0
+    # against the lock's 2.9.0.post0; a second pass over the same lock settled it.
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-input -r "$req"
+  fi
   "$venv/bin/python" -m pip check
   cp "$req" "$marker"
   echo "setup.sh: venv-$name ready"
