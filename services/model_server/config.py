@@ -37,7 +37,7 @@ class ServerConfig:
     trace_file: Path | None
     epc_pool: Path | None = None
     epc_extra_delay_us: float = DEFAULT_EXTRA_DELAY_US
-    data_plane: str = "python"
+    data_plane: str = "native"
 
     @property
     def simulated(self) -> bool:
@@ -88,8 +88,9 @@ def parse(argv: list[str]) -> ServerConfig:
     p.add_argument(
         "--data-plane",
         choices=DATA_PLANES,
-        default="python",
-        help="who serves requests: this process (python) or a C++ child (native, docs/serving.md)",
+        default="native",
+        help="who serves requests: a C++ child (native, the default) or this process (python); "
+        "docs/serving.md",
     )
     a = p.parse_args(argv)
     if a.acs_mrenclave_file:
@@ -100,11 +101,6 @@ def parse(argv: list[str]) -> ServerConfig:
         p.error("give --acs-mrenclave or --acs-mrenclave-file: the ACS must be pinned")
     if a.epc_pool and a.platform != "sim":
         p.error("--epc-pool is for the simulated platform; on SGX the real EPC is used")
-    if a.data_plane == "native" and a.epc_pool:
-        p.error(
-            "--epc-pool needs --data-plane python: the native data plane does not "
-            "pay the sim EPC's paging cost yet"
-        )
     if a.processes > 1 and a.listen.endswith(":0"):
         p.error("--processes > 1 needs a fixed port in --listen (the processes share it)")
     for name, value, low, high in (

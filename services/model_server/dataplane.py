@@ -26,6 +26,7 @@ from prometheus_client.registry import REGISTRY, Collector
 from s3ml.model_server.v1 import dataplane_pb2 as dp
 from services.model_server.repository import LoadedModel
 from services.model_server.tensor_spec import TensorSpec
+from services.scaler.epc.pool import TouchResult
 
 log = logging.getLogger("model-server")
 BINARY = Path(__file__).absolute().parent / "native" / "s3ml_dataplane"
@@ -87,6 +88,8 @@ class NativeDataPlane:
         self._on_stop: list[Callable[[], None]] = []
         self.stats = dp.Stats()
         self._on_calls = on_calls
+        self._epc: Callable[[], TouchResult] | None = None
+        self.models_resident_bytes = 0
         # Written from a thread: a child that reads nothing would block the write, and the
         # timeout below could not fire. A child that died at once says why below.
         writer = threading.Thread(target=self._send_start, args=(start,), daemon=True)
@@ -114,6 +117,7 @@ class NativeDataPlane:
         else:
             why = f"no answer within {timeout:.0f} s"
         if first is not None and first.HasField("ready"):
+            self.models_resident_bytes = first.ready.models_resident_bytes
             return first.ready.port
         self._proc.kill()
         self._proc.wait()
@@ -128,16 +132,37 @@ class NativeDataPlane:
                     self._on_calls(event.calls)
                 except Exception:
                     log.exception("native data plane: could not record its calls")
+            elif event.HasField("epc_touch"):
+                self._answer_touch(event.epc_touch.ticket)
             elif event.HasField("fatal"):
                 log.error("native data plane: %s", event.fatal)
 
-    def update_peers(self, peers: dp.PeerPolicy) -> None:
-        """Hands a refreshed revocation list to the running child."""
+    def account_epc_with(self, account: Callable[[], TouchResult]) -> None:
+        """Sim EPC: the pool bookkeeping for the child's touches (it pays their cost)."""
+        self._epc = account
+
+    def _answer_touch(self, ticket: int) -> None:
+        paged = TouchResult(0, 0)
+        try:
+            if self._epc is not None:  # None only until the replica's enclave is registered
+                paged = self._epc()
+        except Exception:
+            log.exception("sim EPC: could not account the data plane's touch")
+        self._send(dp.Control(epc_paging=dp.EpcPaging(
+            ticket=ticket, paged_in=paged.paged_in, paged_out=paged.paged_out)))  # fmt: skip
+
+    def _send(self, control: dp.Control) -> bool:
         with self._lock:
             try:
-                _write(self._stdin, dp.Control(peers=peers))
+                _write(self._stdin, control)
             except (BrokenPipeError, ValueError):
-                log.error("native data plane is gone; cannot update its revocation list")
+                return False
+        return True
+
+    def update_peers(self, peers: dp.PeerPolicy) -> None:
+        """Hands a refreshed revocation list to the running child."""
+        if not self._send(dp.Control(peers=peers)):
+            log.error("native data plane is gone; cannot update its revocation list")
 
     def running(self) -> bool:
         return self._proc.poll() is None

@@ -123,14 +123,18 @@ def _load_models(config: ServerConfig, ident: client.InstanceIdentity) -> reposi
     return repository.Registry(loaded)
 
 
-def _epc(config: ServerConfig, rss_before: int) -> enclave_memory.EnclaveMemory:
-    """Sim: account this replica's working set in its node's shared EPC pool."""
-    if config.epc_pool is None:
-        return enclave_memory.NoEpc()
-    models = sum(
+def _model_bytes(config: ServerConfig) -> int:
+    return sum(
         p.stat().st_size for m in config.models for p in (config.models_dir / m).rglob("*.sealed")
     )
-    size = enclave_memory.working_set(rss_before, enclave_memory.resident_bytes(), models)
+
+
+def _epc(config: ServerConfig, rss_before: int, rss_after: int) -> enclave_memory.EnclaveMemory:
+    """Sim: account this replica's working set (what loading its models added to the
+    serving process) in its node's shared EPC pool."""
+    if config.epc_pool is None:
+        return enclave_memory.NoEpc()
+    size = enclave_memory.working_set(rss_before, rss_after, _model_bytes(config))
     log.info("EPC working set %.1f MiB in pool %s", size / 2**20, config.epc_pool)
     try:
         pool = EpcPool(config.epc_pool, config.node, cost=PagingCost(config.epc_extra_delay_us))
@@ -178,12 +182,11 @@ def start(config: ServerConfig) -> RunningServer:
         trusted, ident = _provision(config)
         rss_before = enclave_memory.resident_bytes()
         registry = _load_models(config, ident)
-    epc = _epc(config, rss_before)
     ca = x509.load_pem_x509_certificate(ident.ca_pem)
     revocations = mtls.RevocationList()
     revocations.update(ident.crl_pem, ca)
     serve = _serve_native if config.data_plane == "native" else _serve_python
-    port, stop_serving, crl_changed = serve(config, ident, registry, revocations, epc)
+    port, stop_serving, crl_changed, epc = serve(config, ident, registry, revocations, rss_before)
     stop = threading.Event()
     threading.Thread(
         target=_refresh_crl, args=(trusted, revocations, ca, stop, crl_changed), daemon=True
@@ -202,7 +205,8 @@ def start(config: ServerConfig) -> RunningServer:
     return RunningServer(port, ident, stop, epc, stop_serving)
 
 
-Serving = tuple[int, Callable[[float], None], Callable[[], None]]  # port, stop, CRL changed
+# port, stop, CRL changed, the replica's sim EPC account
+Serving = tuple[int, Callable[[float], None], Callable[[], None], enclave_memory.EnclaveMemory]
 
 
 def _serve_python(
@@ -210,8 +214,9 @@ def _serve_python(
     ident: client.InstanceIdentity,
     registry: repository.Registry,
     revocations: mtls.RevocationList,
-    epc: enclave_memory.EnclaveMemory,
+    rss_before: int,
 ) -> Serving:
+    epc = _epc(config, rss_before, enclave_memory.resident_bytes())
     admission = Admission(sum(m.pool.size for m in registry.all()), config.max_queue)
     me = Identity(config.node, config.replica, config.platform)
     server = grpc.server(
@@ -237,7 +242,7 @@ def _serve_python(
     def stop(grace: float) -> None:
         server.stop(grace).wait()
 
-    return port, stop, lambda: None
+    return port, stop, lambda: None, epc
 
 
 def _peer_policy(revocations: mtls.RevocationList) -> dp.PeerPolicy:
@@ -252,8 +257,9 @@ def _serve_native(
     ident: client.InstanceIdentity,
     registry: repository.Registry,
     revocations: mtls.RevocationList,
-    epc: enclave_memory.EnclaveMemory,
+    rss_before: int,
 ) -> Serving:
+    del rss_before  # the child measures what its own models take (Ready.models_resident_bytes)
     start = dp.Start(
         listen=config.listen,
         tls_chain_pem=ident.service_chain_pem,
@@ -270,6 +276,9 @@ def _serve_native(
         ),
         peers=_peer_policy(revocations),
         server_version=VERSION,
+        epc=dp.SimEpc(
+            account=config.epc_pool is not None, extra_delay_us=config.epc_extra_delay_us
+        ),
     )
     me = Identity(config.node, config.replica, config.platform)
     try:
@@ -278,9 +287,17 @@ def _serve_native(
         raise StartupError(str(err)) from err
     finally:
         start.Clear()  # drop this copy of the key and the models
+    try:  # the child's enclave: what building its interpreters added to its memory
+        epc = _epc(config, 0, plane.models_resident_bytes)
+    except StartupError:
+        plane.stop()
+        raise
+    if isinstance(epc, enclave_memory.SimEnclaveMemory):
+        plane.account_epc_with(epc.account)
     dataplane.export_metrics(plane)
     return (
         plane.port,
         plane.stop,
         lambda: plane.update_peers(_peer_policy(revocations)),
+        epc,
     )

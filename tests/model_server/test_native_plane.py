@@ -25,6 +25,8 @@ from services.attest import mtls
 from services.attest.ca import pem, utcnow
 from services.model_server import dataplane
 from services.model_server.server import ALLOWED_ROLES, _peer_policy
+from services.scaler.epc import enclave_memory
+from services.scaler.epc.pool import EpcPool
 from tests.model_server.native_harness import (
     MODEL,
     SERVER_NAME,
@@ -202,3 +204,35 @@ def test_calls_are_reported_with_the_callers_trace(
         "",
     )
     assert (junk.code, junk.traceparent) == ("OK", "")
+
+
+def test_sim_epc_paging_is_paid_inside_the_inference(pki: Pki, tmp_path: Path) -> None:
+    """A pool smaller than the working set: every inference pages, the supervisor's pool
+    counts it, and the child pays it (AES-GCM per page plus the per-page delay) in the call."""
+    delay_us = 20.0
+    start = start_message(pki, dp.PeerPolicy(allowed_role_prefixes=list(ALLOWED_ROLES)))
+    start.epc.account, start.epc.extra_delay_us = True, delay_us
+    running = launch(start)
+    pool = EpcPool(tmp_path / "node-0.pool", "node-0", usable_bytes=1 << 20)  # 256 pages
+    try:
+        assert running.models_resident_bytes > 0
+        size = enclave_memory.working_set(0, running.models_resident_bytes, 4096)
+        memory = enclave_memory.SimEnclaveMemory.register(pool, "node-0/replica", size)
+        running.account_epc_with(memory.account)
+        pages = -(-size // 4096)
+        assert pages > 2 * pool.usable_pages, "the working set must not fit"
+        stub = stub_for(running, pki, pki.client)
+        before = pool.snapshot().paged_in
+        began = time.monotonic()
+        for _ in range(3):
+            _infer(stub)
+        took = (time.monotonic() - began) / 3
+        after = pool.snapshot().paged_in
+        assert before is not None  # a sim pool counts its paging
+        assert after is not None
+        missing = pages - pool.usable_pages  # per touch: all but what stayed resident
+        assert after - before >= 3 * missing
+        assert took >= 0.5 * 2 * missing * delay_us / 1e6  # paged in and out, per page
+    finally:
+        running.stop()
+        pool.close()

@@ -9,7 +9,9 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <algorithm>
 #include <chrono>
+#include <fstream>
 #include <condition_variable>
 #include <iostream>
 #include <memory>
@@ -18,6 +20,7 @@
 
 #include "s3ml/model_server/v1/dataplane.pb.h"
 #include "services/model_server/native/calls.h"
+#include "services/model_server/native/epc.h"
 #include "services/model_server/native/framing.h"
 #include "services/model_server/native/peers.h"
 #include "services/model_server/native/registry.h"
@@ -51,15 +54,27 @@ void Report(const Stats& stats, CallLog* calls, FrameWriter* events) {
   if (served.calls().calls_size() > 0 || served.calls().dropped() > 0) events->Write(served);
 }
 
+// This process's resident set (Linux /proc/self/statm), as the supervisor measures its own.
+uint64_t ResidentBytes() {
+  std::ifstream statm("/proc/self/statm");
+  uint64_t pages = 0, resident = 0;
+  statm >> pages >> resident;
+  return resident * static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+}
+
 int Serve(v1::Start start, FrameWriter* events) {
   const v1::Limits& limits = start.limits();
+  const uint64_t before = ResidentBytes();
   Registry registry(start.mutable_models(), static_cast<int>(limits.interpreters_per_model()),
                     static_cast<int>(limits.threads_per_interpreter()));
+  const uint64_t after = ResidentBytes();
+  const uint64_t models_resident = after > before ? after - before : 0;
+  EpcAccount epc(start.epc(), events);
   PeerPolicy peers("inference API");
   peers.Update(start.peers());
   Stats stats;
   CallLog calls;
-  InferenceService service(&registry, &peers, &stats, &calls, limits.max_batch(), limits.max_queue(),
+  InferenceService service(&registry, &peers, &stats, &calls, &epc, limits.max_batch(), limits.max_queue(),
                            start.server_version());
   TlsServerContext tls(start.tls_chain_pem(), start.mutable_tls_key_pem(), start.ca_pem());
   ServerOptions options;
@@ -72,6 +87,7 @@ int Serve(v1::Start start, FrameWriter* events) {
   const int port = server->port();
   v1::Event ready;
   ready.mutable_ready()->set_port(static_cast<uint32_t>(port));
+  ready.mutable_ready()->set_models_resident_bytes(models_resident);
   events->Write(ready);
 
   std::atomic<bool> done{false};
@@ -84,7 +100,9 @@ int Serve(v1::Start start, FrameWriter* events) {
   v1::Control control;
   while (ReadFrame(STDIN_FILENO, &control)) {  // until the supervisor closes stdin
     if (control.has_peers()) peers.Update(control.peers());
+    if (control.has_epc_paging()) epc.Answer(control.epc_paging());
   }
+  epc.Stop();  // no more answers: inferences waiting for one go on
   server->Shutdown(std::chrono::seconds(2));
   server.reset();
   done = true;

@@ -79,13 +79,13 @@ Server::Server(const TlsServerContext* tls, Handler* handler, ServerOptions opti
   epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
   if (epoll_fd_ < 0 || pipe2(wake_, O_NONBLOCK | O_CLOEXEC) != 0) {
     const std::string why = std::strerror(errno);
-    for (int fd : {listen_fd_, epoll_fd_, wake_[0], wake_[1]}) {
+    for (int fd : {listen_fd_.load(), epoll_fd_, wake_[0], wake_[1]}) {
       if (fd >= 0) close(fd);
     }
     throw std::runtime_error("cannot set up the server's epoll: " + why);
   }
   const std::pair<int, epoll_event> watches[] = {
-      {listen_fd_, epoll_event{EPOLLIN | EPOLLONESHOT, {.u64 = kListener}}},
+      {listen_fd_.load(), epoll_event{EPOLLIN | EPOLLONESHOT, {.u64 = kListener}}},
       {wake_[0], epoll_event{EPOLLIN, {.u64 = kWake}}},  // level-triggered: while bytes remain
   };
   for (auto [fd, event] : watches) epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &event);
@@ -93,7 +93,9 @@ Server::Server(const TlsServerContext* tls, Handler* handler, ServerOptions opti
 
 Server::~Server() {
   Shutdown(std::chrono::milliseconds(0));
-  for (int fd : {listen_fd_, epoll_fd_, wake_[0], wake_[1]}) close(fd);
+  for (int fd : {listen_fd_.load(), epoll_fd_, wake_[0], wake_[1]}) {
+    if (fd >= 0) close(fd);
+  }
 }
 
 void Server::Start() {
@@ -127,8 +129,10 @@ void Server::Run() {
 }
 
 void Server::Accept() {
+  const int listener = listen_fd_.load();
+  if (listener < 0) return;  // shutting down
   for (int i = 0; i < kAcceptsPerWake; ++i) {
-    const int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    const int fd = accept4(listener, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       if (errno == EINTR || errno == ECONNABORTED) continue;
       break;  // EAGAIN: none left; EMFILE: try again on the next wake
@@ -146,7 +150,7 @@ void Server::Accept() {
   }
   if (!draining_) {
     epoll_event event{EPOLLIN | EPOLLONESHOT, {.u64 = kListener}};
-    epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, listen_fd_, &event);
+    epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, listener, &event);
   }
 }
 
@@ -234,7 +238,9 @@ void Server::Sweep() {
 void Server::Shutdown(std::chrono::milliseconds grace) {
   if (stopping_) return;
   draining_ = true;
-  epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, listen_fd_, nullptr);
+  const int listener = listen_fd_.exchange(-1);
+  epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, listener, nullptr);
+  close(listener);  // at once: a restarted replica can bind the port meanwhile
   for (auto& conn : All()) conn->GoAway();
   const auto until = std::chrono::steady_clock::now() + grace;
   while (*outstanding_ > 0 && std::chrono::steady_clock::now() < until) {

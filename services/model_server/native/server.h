@@ -58,7 +58,7 @@ class Server {
   const TlsServerContext* const tls_;
   Handler* const handler_;
   const ServerOptions options_;
-  int listen_fd_ = -1;
+  std::atomic<int> listen_fd_{-1};  // closed (-1) as soon as shutdown begins
   int port_ = 0;
   int epoll_fd_ = -1;
   // A pipe, one byte per posted task: a wake-up hint only (every fd is the host's),

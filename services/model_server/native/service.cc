@@ -68,11 +68,12 @@ struct InferenceService::Infer {
 };
 
 InferenceService::InferenceService(const Registry* registry, PeerPolicy* peers, Stats* stats, CallLog* calls,
-                                   int64_t max_batch, int64_t max_queue, std::string version)
+                                   EpcAccount* epc, int64_t max_batch, int64_t max_queue, std::string version)
     : registry_(registry),
       peers_(peers),
       stats_(stats),
       calls_(calls),
+      epc_(epc),
       admission_(stats, registry->Interpreters(), max_queue),
       max_batch_(max_batch),
       version_(std::move(version)) {}
@@ -184,6 +185,7 @@ void InferenceService::StartInfer(std::shared_ptr<Infer> infer) {
 Reply InferenceService::Run(Infer* in, Interpreter* interpreter) {
   const LoadedModel& model = *in->model;
   in->record.set_infer_start_unix_nano(UnixNanos());
+  epc_->Touch();  // sim EPC: this inference reads every weight, so its paging is paid here
   std::vector<std::string> outputs(model.outputs.size());
   // The zoo's models take one item per invoke; a batch runs item by item on one interpreter.
   std::vector<std::string_view> item(in->inputs.tensors.size());

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "services/model_server/native/calls.h"
+#include "services/model_server/native/epc.h"
 #include "services/model_server/native/peers.h"
 #include "services/model_server/native/registry.h"
 #include "services/model_server/native/rpc.h"
@@ -18,8 +19,8 @@ namespace s3ml::dataplane {
 
 class InferenceService final : public Handler {
  public:
-  InferenceService(const Registry* registry, PeerPolicy* peers, Stats* stats, CallLog* calls, int64_t max_batch,
-                   int64_t max_queue, std::string version);
+  InferenceService(const Registry* registry, PeerPolicy* peers, Stats* stats, CallLog* calls, EpcAccount* epc,
+                   int64_t max_batch, int64_t max_queue, std::string version);
 
   void Serve(Call call, Responder respond) override;
 
@@ -36,6 +37,7 @@ class InferenceService final : public Handler {
   PeerPolicy* peers_;
   Stats* stats_;
   CallLog* calls_;
+  EpcAccount* epc_;
   Admission admission_;
   const int64_t max_batch_;
   const std::string version_;

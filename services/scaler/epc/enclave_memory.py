@@ -18,7 +18,7 @@ import logging
 import os
 from typing import Protocol
 
-from services.scaler.epc.pool import EnclaveHandle, EpcPool
+from services.scaler.epc.pool import EnclaveHandle, EpcPool, TouchResult
 
 log = logging.getLogger("epc")
 
@@ -55,6 +55,10 @@ class SimEnclaveMemory:
 
     def touch(self) -> None:
         self._pool.touch(self._handle)
+
+    def account(self) -> TouchResult:
+        """A touch whose paging the caller pays (the native data plane, in its inference)."""
+        return self._pool.account(self._handle)
 
     def close(self) -> None:
         self._pool.unregister(self._handle)

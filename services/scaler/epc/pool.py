@@ -183,15 +183,22 @@ class EpcPool:
 
     def touch(self, handle: EnclaveHandle, first: int = 0, count: int | None = None) -> TouchResult:
         """Accesses `count` pages from `first` (wrapping), paging as needed; pays the cost."""
+        result = self.account(handle, first, count)
+        self._crypto.swap(result.paged_out, result.paged_in)
+        return result
+
+    def account(
+        self, handle: EnclaveHandle, first: int = 0, count: int | None = None
+    ) -> TouchResult:
+        """`touch` without paying: for an enclave that pays its paging itself (the native
+        data plane, which does the same AES-GCM work and delay on its own thread)."""
         wanted = (
             np.arange(handle.pages, dtype=np.int64)
             if count is None or count >= handle.pages
             else np.arange(first, first + count, dtype=np.int64) % handle.pages
         )
         with self._file_lock():
-            result = self._touch_locked(handle.slot, handle.pages, wanted)
-        self._crypto.swap(result.paged_out, result.paged_in)
-        return result
+            return self._touch_locked(handle.slot, handle.pages, wanted)
 
     def _touch_locked(self, slot: int, pages: int, wanted: np.ndarray[Any, Any]) -> TouchResult:
         if self._slots[slot]["kind"] == 0:
