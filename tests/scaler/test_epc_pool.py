@@ -12,7 +12,7 @@ import pytest
 from services.scaler.epc import liveness
 from services.scaler.epc.errors import EpcError
 from services.scaler.epc.paging import PagingCost
-from services.scaler.epc.pool import MIB, EpcPool
+from services.scaler.epc.pool import MIB, EpcPool, TouchResult
 from services.scaler.stressor.stressor import StressPlan, run
 from tests.scaler.procs import enclave_process
 
@@ -64,6 +64,28 @@ def test_contention_between_processes_pages_both_ways(pool: EpcPool) -> None:
         assert snap.foreign_enclaves == 1
     finally:
         stress.communicate("\n")
+
+
+def test_a_resident_working_set_stays_a_hit_until_something_is_evicted(pool: EpcPool) -> None:
+    """The fast path of a whole touch: other enclaves paging into free frames leave it a
+    hit; the first eviction sends it back through the frame table, which pages in."""
+    mine = pool.register("replica-a", "model_server", 6 * MIB)
+    assert pool.touch(mine).paged_in == 1536
+    other = enclave_process(pool.path, "node-1", "replica-b", "model_server", 6 * MIB)
+    try:
+        assert pool.touch(mine) == TouchResult(0, 0)
+        stress = enclave_process(pool.path, "node-1", "stress", "stressor", 8 * MIB)
+        try:  # 20 MiB wanted on 16: 1024 pages of ours or of replica-b's go
+            evicted = 1536 - next(
+                e.resident_pages for e in pool.snapshot().enclaves if e.name == "replica-a"
+            )
+            assert evicted > 0
+            assert pool.touch(mine).paged_in == evicted
+            assert pool.touch(mine).paged_in == 0
+        finally:
+            stress.communicate("\n")
+    finally:
+        other.communicate("\n")
 
 
 def test_dead_enclave_is_reaped_and_its_pages_freed(pool: EpcPool) -> None:
