@@ -57,8 +57,32 @@ def check_state_dir(state: Path) -> None:
         ) from err
 
 
+def _trust_this_build(
+    registry: registry_pb2_grpc.RegistryStub, info: registry_pb2.ServiceInfo, mrenclave: bytes
+) -> None:
+    """A rebuilt model server has a new MRENCLAVE, which the ACS rightly refuses. The
+    local cluster's operator owns its services, so a later run moves each service's
+    policy to this build's measurement (and only to it: the old build is not kept)."""
+    if list(info.policy.mrenclave) == [mrenclave]:
+        return
+    policy = types_pb2.AppraisalPolicy()
+    policy.CopyFrom(info.policy)
+    del policy.mrenclave[:]
+    policy.mrenclave.append(mrenclave)
+    registry.UpdateService(
+        registry_pb2.UpdateServiceRequest(
+            name=info.name, expected_revision=info.revision, policy=policy
+        ),
+        timeout=10,
+    )
+    print(
+        f"  service {info.name}: now trusts this build's model server (MRENCLAVE {mrenclave.hex()[:16]}…)"
+    )
+
+
 def provision(cluster: Cluster, state: Path, acs: client.TrustedAcs) -> None:
-    """First run only: seal each model, register its service with the key, issue a demo client cert."""
+    """First run: seal each model, register its service with the key, issue a demo client
+    cert. Later runs: keep all that, and trust this build's model server."""
     with acs.admin_channel(f"127.0.0.1:{cluster.acs_admin_port}", state / "acs" / "admin") as admin:
         registry = registry_pb2_grpc.RegistryStub(admin)
         replica_mrenclave = bytes.fromhex(
@@ -67,7 +91,8 @@ def provision(cluster: Cluster, state: Path, acs: client.TrustedAcs) -> None:
         for model in cluster.models:
             service = service_name(model)
             try:
-                registry.GetService(registry_pb2.GetServiceRequest(name=service), timeout=10)
+                info = registry.GetService(registry_pb2.GetServiceRequest(name=service), timeout=10)
+                _trust_this_build(registry, info, replica_mrenclave)
                 continue  # provisioned by an earlier run: same identity, same key
             except grpc.RpcError as err:
                 if err.code() != grpc.StatusCode.NOT_FOUND:

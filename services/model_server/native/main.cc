@@ -64,11 +64,13 @@ uint64_t ResidentBytes() {
 
 int Serve(v1::Start start, FrameWriter* events) {
   const v1::Limits& limits = start.limits();
+  uint64_t flatbuffers = 0;  // the decrypted models themselves, held for the interpreters
+  for (const auto& m : start.models()) flatbuffers += m.tflite().size();
   const uint64_t before = ResidentBytes();
   Registry registry(start.mutable_models(), static_cast<int>(limits.interpreters_per_model()),
                     static_cast<int>(limits.threads_per_interpreter()));
   const uint64_t after = ResidentBytes();
-  const uint64_t models_resident = after > before ? after - before : 0;
+  const uint64_t models_resident = flatbuffers + (after > before ? after - before : 0);
   EpcAccount epc(start.epc(), events);
   PeerPolicy peers("inference API");
   peers.Update(start.peers());
