@@ -72,7 +72,8 @@ def make_pki() -> Pki:
 
 
 def _handler(output_bytes: int) -> grpc.GenericRpcHandler:
-    """ModelInfer only: parses the request as any server must, answers a canned response."""
+    """ModelInfer only: parses the request as any server must, answers a canned response
+    (or NOT_FOUND for the model "missing", so clients' error paths can be tested)."""
     response = pb.ModelInferResponse(model_name="echo")
     response.outputs.add(name="out", datatype="FP32", shape=[1, output_bytes // 4])
     response.raw_output_contents.append(bytes(output_bytes))
@@ -80,6 +81,8 @@ def _handler(output_bytes: int) -> grpc.GenericRpcHandler:
     def infer(
         request: pb.ModelInferRequest, context: grpc.ServicerContext
     ) -> pb.ModelInferResponse:
+        if request.model_name == "missing":
+            context.abort(grpc.StatusCode.NOT_FOUND, "model missing is not served")
         return response
 
     method = grpc.unary_unary_rpc_method_handler(
@@ -92,22 +95,28 @@ def _handler(output_bytes: int) -> grpc.GenericRpcHandler:
     )
 
 
-def _serve(pki: Pki, output_bytes: int, ports: multiprocessing.Queue[int]) -> None:
+def _serve(pki: Pki | None, output_bytes: int, ports: multiprocessing.Queue[int]) -> None:
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=4),
         options=[("grpc.max_receive_message_length", 64 << 20)],
     )
     server.add_generic_rpc_handlers((_handler(output_bytes),))
-    creds = grpc.ssl_server_credentials(
-        [pki.server], root_certificates=pki.ca_pem, require_client_auth=True
-    )
-    ports.put(server.add_secure_port("127.0.0.1:0", creds))
+    if pki is None:
+        ports.put(server.add_insecure_port("127.0.0.1:0"))
+    else:
+        creds = grpc.ssl_server_credentials(
+            [pki.server], root_certificates=pki.ca_pem, require_client_auth=True
+        )
+        ports.put(server.add_secure_port("127.0.0.1:0", creds))
     server.start()
     server.wait_for_termination()
 
 
-def start(pki: Pki, output_bytes: int = 4004) -> tuple[multiprocessing.process.BaseProcess, int]:
-    """An echo server in its own process (its own interpreter lock); returns (process, port)."""
+def start(
+    pki: Pki | None, output_bytes: int = 4004
+) -> tuple[multiprocessing.process.BaseProcess, int]:
+    """An echo server in its own process (its own interpreter lock); returns (process, port).
+    Without a `pki` it serves plaintext, as the bench's peers do."""
     ctx = multiprocessing.get_context("spawn")
     ports: multiprocessing.Queue[int] = ctx.Queue()
     proc = ctx.Process(target=_serve, args=(pki, output_bytes, ports), daemon=True)

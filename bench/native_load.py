@@ -3,7 +3,9 @@
 A Python gRPC client spends 0.4-1.4 ms of CPU per call on this machine, on the
 two cores the servers also use; the C++ client spends a fraction of that, so
 throughput figures say more about the servers. Every server in a run gets the
-same client. Key material for mTLS goes to a private temporary directory (0600).
+same client. Its transport is "h2" (a bare HTTP/2 gRPC client on nghttp2 and
+OpenSSL; the default, 0.1-0.2 ms faster per sequential call here) or "grpc"
+(Debian's gRPC C++ library; the bench reports its figure alongside). Key material for mTLS goes to a private temporary directory (0600).
 """
 
 from __future__ import annotations
@@ -15,11 +17,13 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Literal
 
 from bench.load import WARMUP_S, Target, Throughput, server_cpu_in_window
 from inference import grpc_predict_v2_pb2 as pb
 
 LOADGEN = Path(__file__).absolute().parent / "loadgen" / "loadgen"
+Transport = Literal["h2", "grpc"]
 
 
 def _private(path: Path, data: bytes) -> str:
@@ -30,10 +34,12 @@ def _private(path: Path, data: bytes) -> str:
 
 
 @contextmanager
-def _command(target: Target, req: pb.ModelInferRequest) -> Iterator[list[str]]:
+def _command(
+    target: Target, req: pb.ModelInferRequest, transport: Transport
+) -> Iterator[list[str]]:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        cmd = [str(LOADGEN), "--target", target.address]
+        cmd = [str(LOADGEN), "--target", target.address, "--transport", transport]
         cmd += ["--request", _private(folder / "request.pb", req.SerializeToString())]
         if target.tls is not None:
             ca, key, cert = target.tls
@@ -53,10 +59,14 @@ def _command(target: Target, req: pb.ModelInferRequest) -> Iterator[list[str]]:
 
 
 def sequential(
-    target: Target, req: pb.ModelInferRequest, count: int, warmup: int = 20
+    target: Target,
+    req: pb.ModelInferRequest,
+    count: int,
+    warmup: int = 20,
+    transport: Transport = "h2",
 ) -> list[float]:
     """Latencies (s) of `count` back-to-back calls from one client."""
-    with _command(target, req) as cmd:
+    with _command(target, req, transport) as cmd:
         out = subprocess.run(
             [*cmd, "latency", str(count), str(warmup)],
             check=True,
@@ -68,10 +78,14 @@ def sequential(
 
 
 def measured_throughput(
-    target: Target, req: pb.ModelInferRequest, clients: int, seconds: float
+    target: Target,
+    req: pb.ModelInferRequest,
+    clients: int,
+    seconds: float,
+    transport: Transport = "h2",
 ) -> Throughput:
     """Requests/s of `clients` connections (threads of one client process) in `seconds`."""
-    with _command(target, req) as cmd:
+    with _command(target, req, transport) as cmd:
         proc = subprocess.Popen(
             [*cmd, "throughput", str(clients)],
             stdin=subprocess.PIPE,

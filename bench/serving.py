@@ -8,7 +8,9 @@ For each of the paper's four models, in one run on this machine:
   averaged (this machine's speed drifts by 10 % from one run to the next);
 - s3ml: the model server over attested mTLS (sim platform), native data plane unless
   --plane python: sequential p50/p99 from one client, requests/s from concurrent
-  client processes (--also-python adds the Python plane as s3ml_python);
+  client processes (--also-python adds the Python plane as s3ml_python); its sequential
+  p50 also through Debian's gRPC C++ client (`grpcpp_client_overhead_ms`), what a
+  client on that library sees;
 - echo: a bare sync gRPC server over mTLS answering at once (bench/echo.py), the
   floor under any server's latency overhead here (and its requests/s the transport ceiling);
 - MLServer and KServe's model server, plaintext gRPC, each with a small custom
@@ -21,8 +23,11 @@ would be with the clients on other machines.
 All servers run at once; each round measures raw and then every server back to
 back, so ratios compare figures taken seconds apart on a shared, noisy machine.
 Figures are medians over the rounds, with the spread (min..max) printed.
+The load comes from bench/loadgen (C++) over a bare HTTP/2 gRPC client on nghttp2 and
+OpenSSL (--client h2, the default), Debian's gRPC C++ library (--client grpc) or Python
+gRPC client processes (--client python); every server in a run gets the same client.
 Run: bazel run //bench:serving -- [--rounds 3] [--seconds 5] [--requests 200] [--clients 8]
-     [--no-peers] [--plane native|python] [--also-python]
+     [--no-peers] [--plane native|python] [--also-python] [--client h2|grpc|python]
 """
 
 from __future__ import annotations
@@ -38,14 +43,17 @@ import tempfile
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
 from bench import echo, load, native_load
-from bench.load import Target, percentile, request
+from bench.load import Target, Throughput, percentile, request
+from inference import grpc_predict_v2_pb2 as pb
 from services.model_server import imaging
 from services.model_server.zoo import calibration
 from tests.attest.acs_harness import running_acs, srcdir
@@ -79,9 +87,29 @@ PLANE_ARGS = {
                "--workers", "16", "--max-queue", "256"),
 }  # fmt: skip
 NOT_PEERS = ("s3ml", "echo", "s3ml_alt", "s3ml_python")
-# Who sends the load: the C++ client (bench/loadgen, the default: it leaves the cores to
-# the servers) or Python gRPC clients (one process per connection).
-CLIENTS = {"native": native_load, "python": load}
+
+
+@dataclass(frozen=True)
+class Client:
+    sequential: Callable[[Target, pb.ModelInferRequest, int], list[float]]
+    measured_throughput: Callable[[Target, pb.ModelInferRequest, int, float], Throughput]
+
+
+def _loadgen(transport: native_load.Transport) -> Client:
+    return Client(
+        partial(native_load.sequential, transport=transport),
+        partial(native_load.measured_throughput, transport=transport),
+    )
+
+
+# Who sends the load: the C++ client (bench/loadgen: it leaves the cores to the servers)
+# over bare HTTP/2 (the default) or Debian's gRPC library, or Python gRPC clients (one
+# process per connection).
+CLIENTS = {
+    "h2": _loadgen("h2"),
+    "grpc": _loadgen("grpc"),
+    "python": Client(load.sequential, load.measured_throughput),
+}
 
 
 def model_input(model: str) -> tuple[np.ndarray, str]:
@@ -251,6 +279,9 @@ def one_round(model: str, targets: dict[str, Target], args: argparse.Namespace) 
         lat = client.sequential(target, req, args.requests)
         got[f"{name}_p50"] = percentile(lat, 0.5) * 1e3
         got[f"{name}_p99"] = percentile(lat, 0.99) * 1e3
+    if args.client != "grpc":  # what a client on Debian's gRPC C++ library sees
+        lat = CLIENTS["grpc"].sequential(targets["s3ml"], req, args.requests)
+        got["s3ml_grpcpp_p50"] = percentile(lat, 0.5) * 1e3
     raw = [raw_throughput(model, args.seconds)]
     for name, target in targets.items():
         run = client.measured_throughput(target, req, args.clients, args.seconds)
@@ -286,6 +317,8 @@ def derived(got: dict[str, float], peers: list[str]) -> dict[str, float]:
     for kind in peers:
         out[f"vs_{kind}_tput"] = ratio(got["s3ml_tput"], got[f"{kind}_tput"])
         out[f"vs_{kind}_p50"] = ratio(got["s3ml_p50"], got[f"{kind}_p50"])
+    if "s3ml_grpcpp_p50" in got:
+        out["grpcpp_client_overhead_ms"] = got["s3ml_grpcpp_p50"] - got["raw_p50"]
     if "s3ml_python_p50" in got:  # the Python plane, side by side
         out["python_plane_overhead_ms"] = got["s3ml_python_p50"] - got["raw_p50"]
         out["python_plane_tput_vs_raw"] = ratio(got["s3ml_python_tput"], got["raw_tput"])
@@ -313,6 +346,7 @@ def measure(model: str, targets: dict[str, Target], args: argparse.Namespace) ->
               flush=True)  # fmt: skip
     for key in (
         "overhead_ms",
+        "grpcpp_client_overhead_ms",
         "echo_ms",
         "idle_invoke_ms",
         "tput_vs_raw",
@@ -320,7 +354,8 @@ def measure(model: str, targets: dict[str, Target], args: argparse.Namespace) ->
         "server_tput_vs_raw",
         *(f"vs_{k}_tput" for k in peers),
     ):
-        print(f"  {model:<24} {key:<16} median [min..max] {spread(samples[key])}", flush=True)
+        if key in samples:
+            print(f"  {model:<24} {key:<16} median [min..max] {spread(samples[key])}", flush=True)
     return samples
 
 
@@ -349,7 +384,11 @@ def result_line(results: dict[str, Samples], peers: list[str]) -> str:
         ]
         figures += [
             f"{model}_{name}={med[name]:.3f}"
-            for name in ("python_plane_overhead_ms", "python_plane_tput_vs_raw")
+            for name in (
+                "grpcpp_client_overhead_ms",
+                "python_plane_overhead_ms",
+                "python_plane_tput_vs_raw",
+            )
             if name in med
         ]
         for kind in peers:
@@ -370,8 +409,8 @@ def main() -> None:
     parser.add_argument("--models", nargs="*", default=list(MODELS))
     parser.add_argument("--no-peers", action="store_true", help="skip MLServer and KServe")
     parser.add_argument("--alt", default="", help="also serve s3ml with these extra arguments")
-    parser.add_argument("--client", choices=sorted(CLIENTS), default="native",
-                        help="load generator: C++ threads or Python processes")  # fmt: skip
+    parser.add_argument("--client", choices=sorted(CLIENTS), default="h2",
+                        help="load generator: C++ threads (bare HTTP/2 or gRPC C++) or Python processes")  # fmt: skip
     parser.add_argument("--plane", choices=sorted(PLANE_ARGS), default="native",
                         help="the s3ml data plane measured as s3ml")  # fmt: skip
     parser.add_argument("--also-python", action="store_true",

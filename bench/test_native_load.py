@@ -1,11 +1,13 @@
-"""The C++ load generator against a real mTLS echo server on loopback.
+"""The C++ load generator, over both its transports, against a real echo server on loopback.
 
 It must complete calls, report plausible latencies and counts, count only the
-measured window, and refuse a server whose certificate it cannot verify.
+measured window, refuse a server whose certificate it cannot verify, report a
+call the server fails, and speak plaintext HTTP/2 to a server without TLS.
 """
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 
 import numpy as np
@@ -15,6 +17,7 @@ from bench import echo, native_load
 from bench.load import Target, request
 
 REQ = request("m", np.zeros((1, 128, 128, 3), np.uint8), "UINT8")
+TRANSPORTS = pytest.mark.parametrize("transport", ["h2", "grpc"])
 
 
 @pytest.fixture(scope="module")
@@ -26,23 +29,57 @@ def target() -> Iterator[Target]:
     proc.join(30)
 
 
-def test_sequential_latencies(target: Target) -> None:
-    latencies = native_load.sequential(target, REQ, 50, warmup=5)
+@pytest.fixture(scope="module")
+def plaintext() -> Iterator[Target]:
+    proc, port = echo.start(None)
+    yield Target(f"127.0.0.1:{port}", None, pid=proc.pid)
+    proc.terminate()
+    proc.join(30)
+
+
+@TRANSPORTS
+def test_sequential_latencies(target: Target, transport: native_load.Transport) -> None:
+    latencies = native_load.sequential(target, REQ, 50, warmup=5, transport=transport)
     assert len(latencies) == 50
     assert all(0 < s < 1.0 for s in latencies)
 
 
-def test_throughput_counts_the_window_and_the_cpu(target: Target) -> None:
-    run = native_load.measured_throughput(target, REQ, 4, 1.0)
+@TRANSPORTS
+def test_throughput_counts_the_window_and_the_cpu(
+    target: Target, transport: native_load.Transport
+) -> None:
+    run = native_load.measured_throughput(target, REQ, 4, 1.0, transport=transport)
     assert run.per_s > 50  # an echo on loopback answers thousands per second
     assert 0 < run.client_cpu_ms < 10
     assert 0 < run.server_cpu_ms < 50
 
 
-def test_untrusted_server_refused(target: Target) -> None:
+@TRANSPORTS
+def test_untrusted_server_refused(target: Target, transport: native_load.Transport) -> None:
     other = echo.make_pki()  # a CA that did not sign the server's certificate
     assert target.tls is not None
     _, key, cert = target.tls
     stranger = Target(target.address, (other.ca_pem, key, cert), echo.SERVER_NAME)
     with pytest.raises(RuntimeError, match="could not reach"):
-        native_load.measured_throughput(stranger, REQ, 1, 0.5)
+        native_load.measured_throughput(stranger, REQ, 1, 0.5, transport=transport)
+
+
+def test_h2_checks_the_server_name(target: Target) -> None:
+    assert target.tls is not None
+    impostor = Target(target.address, target.tls, "someone-else.s3ml.local")
+    with pytest.raises(RuntimeError, match="could not reach"):
+        native_load.measured_throughput(impostor, REQ, 1, 0.5)
+
+
+@TRANSPORTS
+def test_a_failed_call_fails_the_run(target: Target, transport: native_load.Transport) -> None:
+    missing = request("missing", np.zeros((1, 4), np.uint8), "UINT8")
+    with pytest.raises(subprocess.CalledProcessError) as failed:
+        native_load.sequential(target, missing, 1, warmup=0, transport=transport)
+    assert "model missing is not served" in str(failed.value.stderr)
+
+
+def test_h2_speaks_plaintext_to_a_server_without_tls(plaintext: Target) -> None:
+    latencies = native_load.sequential(plaintext, REQ, 20, warmup=2)
+    assert len(latencies) == 20
+    assert native_load.measured_throughput(plaintext, REQ, 2, 0.5).per_s > 50

@@ -1,0 +1,52 @@
+// A minimal blocking gRPC client on nghttp2 and OpenSSL: one connection, one call at a
+// time. It exists so the serving bench charges as little client work as possible to
+// the server's end-to-end latency: measured side by side here it answers a sequential
+// call 0.1-0.2 ms sooner than Debian's gRPC 1.51 C++ client, at similar CPU per call.
+// The bytes on the wire are ordinary gRPC over HTTP/2 (any server sees a normal client).
+#pragma once
+
+#include <openssl/ssl.h>
+
+#include <nghttp2/nghttp2.h>
+
+#include <memory>
+#include <string>
+
+namespace s3ml::loadgen {
+
+struct H2Options {
+  std::string host;
+  int port = 0;
+  // TLS (mutual) when ca_pem is set; cleartext HTTP/2 with prior knowledge otherwise.
+  std::string ca_pem, cert_pem, key_pem, server_name;
+};
+
+class H2Channel {
+ public:
+  // Throws std::runtime_error naming what failed (connect, handshake, ALPN).
+  explicit H2Channel(const H2Options& options);
+  ~H2Channel();
+  H2Channel(const H2Channel&) = delete;
+  H2Channel& operator=(const H2Channel&) = delete;
+
+  // One unary call: `message` is the serialized request; on grpc-status 0 fills `reply`
+  // with the serialized response and returns true, otherwise fills `error`.
+  bool Unary(const std::string& path, const std::string& message, std::string* reply, std::string* error);
+
+  struct Call;  // the call in flight, as nghttp2's callbacks see it
+
+ private:
+  bool Flush();
+  bool Receive();
+
+  H2Options options_;
+  int fd_ = -1;
+  SSL_CTX* ctx_ = nullptr;
+  SSL* ssl_ = nullptr;
+  nghttp2_session* session_ = nullptr;
+  std::string out_;  // frames gathered so one write carries several
+  std::unique_ptr<Call> call_;
+  Call* current_ = nullptr;  // call_.get(), where the callbacks look (their user data)
+};
+
+}  // namespace s3ml::loadgen
