@@ -190,10 +190,12 @@ def stop(proc: subprocess.Popen[str]) -> None:
 
 
 @contextlib.contextmanager
-def running(cmd: list[str], what: str, verbose: bool) -> Iterator[int]:
+def running(
+    cmd: list[str], what: str, verbose: bool, env: dict[str, str] | None = None
+) -> Iterator[int]:
     """Runs a server that prints `READY ...` once it serves; yields its pid."""
     stderr = sys.stderr if verbose else subprocess.DEVNULL
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr, text=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env)
     try:
         wait_ready(proc, what)
         yield proc.pid
@@ -222,13 +224,20 @@ def s3ml_server(args: argparse.Namespace, settings: tuple[str, ...]) -> Iterator
             )
 
 
+def venv_environment() -> dict[str, str]:
+    """Our environment without the PYTHONPATH `bazel run` sets: a peer's virtualenv must
+    see only its own packages (with ours first on sys.path, its pip skipped whatever we
+    already had, and its servers ran on our numpy and grpcio)."""
+    return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+
+
 @contextlib.contextmanager
 def peer_server(kind: str, args: argparse.Namespace) -> Iterator[Target]:
     python = Path("/root/.cache/s3ml-bench") / f"venv-{kind}" / "bin" / "python"
     port = free_port()
     cmd = [str(python), str(PEERS / f"run_{kind}.py"), "--models-dir", str(ZOO),
            "--grpc-port", str(port), "--http-port", str(port + 1)]  # fmt: skip
-    with running(cmd, kind, args.verbose) as pid:
+    with running(cmd, kind, args.verbose, venv_environment()) as pid:
         yield Target(f"127.0.0.1:{port}", None, pid=pid)
 
 
@@ -257,7 +266,8 @@ def all_servers(args: argparse.Namespace) -> Iterator[dict[str, Target]]:
             targets["s3ml_python"] = python
         targets["echo"] = stack.enter_context(echo_server())
         if not args.no_peers:
-            subprocess.run(["bash", str(PEERS / "setup.sh")], check=True, stdout=sys.stderr)
+            setup = ["bash", str(PEERS / "setup.sh")]
+            subprocess.run(setup, check=True, stdout=sys.stderr, env=venv_environment())
             for kind in ("mlserver", "kserve"):
                 targets[kind] = stack.enter_context(peer_server(kind, args))
         yield targets

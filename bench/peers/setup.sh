@@ -12,6 +12,9 @@
 # Env: PYTHON (default /root/.pyenv/versions/3.11.7/bin/python3, else python3.11),
 #      S3ML_BENCH_CACHE (default /root/.cache/s3ml-bench)
 set -euo pipefail
+# A venv must see only its own packages: under `bazel run` PYTHONPATH lists ours, and pip
+# would take them as already installed.
+unset PYTHONPATH PYTHONHOME
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 CACHE="${S3ML_BENCH_CACHE:-/root/.cache/s3ml-bench}"
@@ -35,17 +38,19 @@ ensure_venv() {
   fi
   echo "setup.sh: building venv-$name in $venv"
   rm -f "$marker"
-  if ! "$venv/bin/python" -c 'import sys' 2>/dev/null; then
-    rm -rf "$venv"
-    "$PYTHON" -m venv "$venv"
-  fi
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-input -r "$req"
-  if ! "$venv/bin/python" -m pip check >/dev/null; then
-    # Seen once on a fresh venv-kserve: the first install left python-dateutil at 4.0.0
-    # against the lock's 2.9.0.post0; a second pass over the same lock settled it.
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-input -r "$req"
-  fi
-  "$venv/bin/python" -m pip check
+  # The lock is a full freeze, so pip installs exactly it (--no-deps: no resolver); a
+  # venv that pip check rejects is rebuilt from scratch once before giving up.
+  local attempt
+  for attempt in 1 2; do
+    if ! "$venv/bin/python" -c 'import sys' 2>/dev/null || [[ $attempt == 2 ]]; then
+      rm -rf "$venv"
+      "$PYTHON" -m venv "$venv"
+    fi
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-input --no-deps -r "$req"
+    if "$venv/bin/python" -m pip check; then break; fi
+    [[ $attempt == 1 ]] || { echo "setup.sh: venv-$name does not match $req" >&2; return 1; }
+    echo "setup.sh: venv-$name failed pip check; rebuilding it from scratch" >&2
+  done
   cp "$req" "$marker"
   echo "setup.sh: venv-$name ready"
 }
