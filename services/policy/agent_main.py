@@ -8,6 +8,7 @@ from concurrent import futures
 from pathlib import Path
 
 import grpc
+from tpm2_pytss import TSS2_Exception
 
 from s3ml.policy.v1 import agent_pb2_grpc
 from services.policy.api.servicers import CODES, HostAgentServicer
@@ -55,7 +56,10 @@ def main(argv: list[str]) -> int:
     stop = lifecycle.stop_requested()
     stop.wait()
     server.stop(2).wait()
-    agent.close()
+    try:
+        agent.close()
+    except TSS2_Exception as err:  # the TPM went first (a node's swtpm stops with it)
+        log.info("TPM already gone at shutdown (%s); its transient objects went with it", err)
     return 0
 
 

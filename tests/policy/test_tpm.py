@@ -131,3 +131,22 @@ def test_clock_going_back_refused() -> None:
     verify.check_monotonic(older, newer)
     with pytest.raises(verify.TpmCheckError, match=r"quote\.clock"):
         verify.check_monotonic(newer, older)
+
+
+def test_ak_still_usable_after_unorderly_restarts(tmp_path: Path) -> None:
+    """A node's swtpm is killed by `make down` without TPM2_Shutdown; a TPM counts each
+    such restart as a failed authorization, and without the reset at start the AK was
+    locked out after a few (`make up` then failed in ActivateCredential)."""
+    swtpm = Swtpm(tmp_path / "swtpm")
+    for _ in range(6):
+        swtpm.start()
+        assert swtpm.process is not None
+        try:
+            agent = TpmAgent(swtpm.tcti)
+            ek, ak = bytes(agent.ek_public.marshal()), agent.ak_name
+            blob, secret, expected = verify.make_challenge(ek, ak)
+            verify.check_activation(expected, agent.activate_credential(blob, secret))
+            agent.close()
+        finally:
+            swtpm.process.kill()
+            swtpm.process.wait()

@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import grpc
+from tpm2_pytss import TSS2_Exception
 
 from s3ml.common.v1 import platform_pb2
 from s3ml.policy.v1 import agent_pb2, agent_pb2_grpc, evidence_pb2, verifier_pb2, verifier_pb2_grpc
@@ -27,6 +28,8 @@ CODES: CodeTable = [
     (LogTooLargeError, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (VerifierError, grpc.StatusCode.NOT_FOUND),
     (ValueError, grpc.StatusCode.INVALID_ARGUMENT),
+    # The TPM refused a command (e.g. dictionary-attack lockout); its reason names no secret.
+    (TSS2_Exception, grpc.StatusCode.FAILED_PRECONDITION),
 ]
 
 

@@ -112,10 +112,23 @@ class Swtpm:
         while time.monotonic() < deadline:
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
+                break
             except OSError:
                 time.sleep(0.05)
-        raise SwtpmError("swtpm did not open its port")
+        else:
+            raise SwtpmError("swtpm did not open its port")
+        self._reset_lockout()
+
+    def _reset_lockout(self) -> None:
+        """A swtpm stopped by a signal never got TPM2_Shutdown, and a TPM counts each such
+        unorderly restart as a failed authorization (dictionary-attack protection): after
+        a few restarts it refuses the AK (seen as ActivateCredential failing on a later
+        `make up`). An emulated node's owner resets that with the (empty) lockout auth at
+        every start, as a host's operator would with its own."""
+        cmd = ["tpm2_dictionarylockout", "--clear-lockout", "--tcti", self.tcti]
+        result = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise SwtpmError(f"resetting the DA lockout failed: {result.stderr.strip()[-300:]}")
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
