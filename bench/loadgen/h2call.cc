@@ -1,5 +1,7 @@
 #include "bench/loadgen/h2call.h"
 
+#include "services/model_server/native/wire.h"
+
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -17,6 +19,7 @@ namespace {
 
 constexpr int32_t kWindow = 16 << 20;  // replies never wait for WINDOW_UPDATE
 constexpr size_t kWriteChunk = 64 * 1024;
+constexpr size_t kMaxReply = 64 << 20;  // as the gRPC C++ transport's receive limit
 constexpr unsigned char kAlpn[] = {2, 'h', '2'};
 
 [[noreturn]] void Fail(const std::string& what) {
@@ -86,17 +89,20 @@ nghttp2_nv Header(const char* name, const std::string& value) {
 }  // namespace
 
 struct H2Channel::Call {
+  explicit Call(const std::string& message) : body(dataplane::Framed(message)) {}
   int32_t stream = -1;
-  std::string body;  // the 5-byte gRPC prefix and the message
+  const std::string body;  // the 5-byte gRPC prefix and the message
   size_t sent = 0;
-  std::string received, http_status, grpc_status, grpc_message;
+  dataplane::MessageReader reply{kMaxReply};
+  dataplane::MessageReader::Status framing = dataplane::MessageReader::Status::kOk;
+  std::string http_status, grpc_status, grpc_message;
   uint32_t reset = 0;
   bool closed = false;
 };
 
 namespace {
 
-H2Channel::Call* CallOf(void* user) { return *static_cast<H2Channel::Call**>(user); }
+H2Channel::Call* CallOf(void* user) { return static_cast<std::unique_ptr<H2Channel::Call>*>(user)->get(); }
 
 int OnHeader(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name, size_t namelen, const uint8_t* value,
              size_t valuelen, uint8_t, void* user) {
@@ -112,7 +118,7 @@ int OnHeader(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name, 
 
 int OnData(nghttp2_session*, uint8_t, int32_t stream, const uint8_t* data, size_t len, void* user) {
   H2Channel::Call* call = CallOf(user);
-  if (call != nullptr && stream == call->stream) call->received.append(reinterpret_cast<const char*>(data), len);
+  if (call != nullptr && stream == call->stream) call->framing = call->reply.Feed(data, len);
   return 0;
 }
 
@@ -156,7 +162,7 @@ H2Channel::H2Channel(const H2Options& options) : options_(options) {
   nghttp2_session_callbacks_set_on_header_callback(callbacks, OnHeader);
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, OnData);
   nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, OnClose);
-  nghttp2_session_client_new(&session_, callbacks, &current_);
+  nghttp2_session_client_new(&session_, callbacks, &call_);
   nghttp2_session_callbacks_del(callbacks);
   const nghttp2_settings_entry settings[] = {{NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
                                              {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, static_cast<uint32_t>(kWindow)}};
@@ -203,13 +209,7 @@ bool H2Channel::Receive() {
 }
 
 bool H2Channel::Unary(const std::string& path, const std::string& message, std::string* reply, std::string* error) {
-  call_ = std::make_unique<Call>();
-  current_ = call_.get();
-  const uint32_t size = static_cast<uint32_t>(message.size());
-  const char prefix[5] = {0, static_cast<char>(size >> 24), static_cast<char>(size >> 16), static_cast<char>(size >> 8),
-                          static_cast<char>(size)};
-  call_->body.reserve(5 + message.size());
-  call_->body.append(prefix, 5).append(message);
+  call_ = std::make_unique<Call>(message);
   const std::string method = "POST", scheme = ssl_ != nullptr ? "https" : "http";
   const std::string authority = options_.server_name.empty() ? options_.host : options_.server_name;
   const std::string type = "application/grpc", te = "trailers", timeout = "60S";
@@ -244,15 +244,11 @@ bool H2Channel::Unary(const std::string& path, const std::string& message, std::
     *error = "HTTP " + call_->http_status + " grpc-status " + call_->grpc_status + ": " + call_->grpc_message;
     return false;
   }
-  const std::string& got = call_->received;
-  const size_t declared = got.size() < 5 ? 0
-                                         : (static_cast<uint8_t>(got[1]) << 24 | static_cast<uint8_t>(got[2]) << 16 |
-                                            static_cast<uint8_t>(got[3]) << 8 | static_cast<uint8_t>(got[4]));
-  if (got.size() < 5 || got[0] != 0 || declared != got.size() - 5) {
-    *error = "the reply is not one uncompressed gRPC message";
+  if (call_->framing != dataplane::MessageReader::Status::kOk || !call_->reply.Complete()) {
+    *error = "the reply is not one uncompressed gRPC message of at most 64 MiB";
     return false;
   }
-  reply->assign(got, 5, std::string::npos);
+  *reply = call_->reply.Take();
   return true;
 }
 

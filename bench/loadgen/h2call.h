@@ -45,8 +45,7 @@ class H2Channel {
   SSL* ssl_ = nullptr;
   nghttp2_session* session_ = nullptr;
   std::string out_;  // frames gathered so one write carries several
-  std::unique_ptr<Call> call_;
-  Call* current_ = nullptr;  // call_.get(), where the callbacks look (their user data)
+  std::unique_ptr<Call> call_;  // the callbacks' user data is &call_
 };
 
 }  // namespace s3ml::loadgen
