@@ -24,6 +24,7 @@ from bench.load import WARMUP_S, Target, Throughput, server_cpu_in_window
 from inference import grpc_predict_v2_pb2 as pb
 
 LOADGEN = Path(__file__).absolute().parent / "loadgen" / "loadgen"
+TLSFLOOR = Path(__file__).absolute().parent / "loadgen" / "tlsfloor"
 Transport = Literal["h2", "grpc"]
 
 
@@ -75,6 +76,14 @@ def sequential(
             text=True,
             timeout=600,
         ).stdout
+    return [float(ms) / 1e3 for ms in out.split()]
+
+
+def tls_floor(request_bytes: int, reply_bytes: int, count: int, warmup: int = 20) -> list[float]:
+    """Latencies (s) of bare TLS round trips on loopback carrying these bytes up and down
+    (bench/loadgen/tlsfloor.cc): what moving a call's bytes through TLS costs here."""
+    cmd = [str(TLSFLOOR), str(request_bytes), str(reply_bytes), str(count), str(warmup)]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=600).stdout
     return [float(ms) / 1e3 for ms in out.split()]
 
 

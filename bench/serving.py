@@ -11,8 +11,12 @@ For each of the paper's four models, in one run on this machine:
   client processes (--also-python adds the Python plane as s3ml_python); its sequential
   p50 also through Debian's gRPC C++ client (`grpcpp_client_overhead_ms`), what a
   client on that library sees;
-- echo: a bare sync gRPC server over mTLS answering at once (bench/echo.py), the
-  floor under any server's latency overhead here (and its requests/s the transport ceiling);
+- echo: a bare sync gRPC server over mTLS answering at once (bench/echo.py), what a
+  simple gRPC server costs without inference (and its requests/s the transport ceiling);
+- tls_floor: bare TLS round trips on loopback carrying the request's and the reply's
+  bytes and nothing else (bench/loadgen/tlsfloor.cc), the floor under any TLS server's
+  latency here: overhead_ms = tls_floor_ms + beyond_floor_ms, the latter what s3ml's
+  HTTP/2, gRPC, validation and reply (and the client's framing) add;
 - MLServer and KServe's model server, plaintext gRPC, each with a small custom
   runtime calling the same interpreter (bench/peers, own virtualenvs).
 During every requests/s run the bench also reads, from /proc, the CPU each server's
@@ -55,6 +59,7 @@ from bench import echo, load, native_load
 from bench.load import Target, Throughput, percentile, request
 from inference import grpc_predict_v2_pb2 as pb
 from services.model_server import imaging
+from services.model_server.tensor_spec import DTYPES
 from services.model_server.zoo import calibration
 from tests.attest.acs_harness import running_acs, srcdir
 from tests.model_server.harness import (
@@ -116,6 +121,17 @@ def model_input(model: str) -> tuple[np.ndarray, str]:
     spec = metadata(model)["inputs"][0]  # type: ignore[index]
     size, datatype = int(spec["shape"][1]), str(spec["datatype"])
     return imaging.model_input(calibration.photos()["coffee"], size, datatype), datatype
+
+
+def reply_bytes(model: str) -> int:
+    """The gRPC message (5-byte prefix included) a server answers one item of `model` with."""
+    meta = metadata(model)
+    out = meta["outputs"][0]  # type: ignore[index]
+    dims = [int(d) for d in out["shape"][1:]]
+    reply = pb.ModelInferResponse(model_name=model, model_version=str(meta["version"]))
+    reply.outputs.add(name=str(out["name"]), datatype=str(out["datatype"]), shape=[1, *dims])
+    reply.raw_output_contents.append(bytes(math.prod(dims) * DTYPES[str(out["datatype"])].itemsize))
+    return reply.ByteSize() + 5
 
 
 def _interpreter(model: str) -> Interpreter:
@@ -284,6 +300,8 @@ def one_round(model: str, targets: dict[str, Target], args: argparse.Namespace) 
     lat = raw_latency(model, args.requests)
     got = {"raw_p50": percentile(lat, 0.5) * 1e3, "raw_p99": percentile(lat, 0.99) * 1e3}
     got["raw_idle_p50"] = percentile(raw_latency(model, args.requests, IDLE_PAUSE_S), 0.5) * 1e3
+    floor = native_load.tls_floor(req.ByteSize() + 5, reply_bytes(model), args.requests)
+    got["tls_floor_p50"] = percentile(floor, 0.5) * 1e3
     client = CLIENTS[args.client]
     for name, target in targets.items():
         lat = client.sequential(target, req, args.requests)
@@ -316,6 +334,8 @@ def derived(got: dict[str, float], peers: list[str]) -> dict[str, float]:
     out = {
         "overhead_ms": got["s3ml_p50"] - got["raw_p50"],
         "idle_invoke_ms": got["raw_idle_p50"] - got["raw_p50"],
+        "tls_floor_ms": got["tls_floor_p50"],
+        "beyond_floor_ms": got["s3ml_p50"] - got["raw_p50"] - got["tls_floor_p50"],
         "echo_ms": got["echo_p50"],
         "echo_tput_vs_raw": ratio(got["echo_tput"], got["raw_tput"]),
         "tput_vs_raw": ratio(got["s3ml_tput"], got["raw_tput"]),
@@ -356,6 +376,8 @@ def measure(model: str, targets: dict[str, Target], args: argparse.Namespace) ->
               flush=True)  # fmt: skip
     for key in (
         "overhead_ms",
+        "tls_floor_ms",
+        "beyond_floor_ms",
         "grpcpp_client_overhead_ms",
         "echo_ms",
         "idle_invoke_ms",
@@ -374,7 +396,8 @@ RESULT_KEYS = {  # RESULT name -> round figure; medians over the rounds
     "raw_idle_p50_ms": "raw_idle_p50",
     "p50_ms": "s3ml_p50", "p99_ms": "s3ml_p99", "tput": "s3ml_tput", "echo_p50_ms": "echo_p50",
     "echo_tput": "echo_tput",
-    "overhead_ms": "overhead_ms", "tput_vs_raw": "tput_vs_raw",
+    "overhead_ms": "overhead_ms", "tls_floor_ms": "tls_floor_ms", "beyond_floor_ms": "beyond_floor_ms",
+    "tput_vs_raw": "tput_vs_raw",
     "invoke_cpu_ms": "invoke_cpu_ms", "server_cpu_ms": "s3ml_server_cpu_ms",
     "client_cpu_ms": "s3ml_client_cpu_ms", "echo_server_cpu_ms": "echo_server_cpu_ms",
     "server_tput_vs_raw": "server_tput_vs_raw",

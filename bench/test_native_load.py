@@ -2,11 +2,13 @@
 
 It must complete calls, report plausible latencies and counts, count only the
 measured window, refuse a server whose certificate it cannot verify, report a
-call the server fails, and speak plaintext HTTP/2 to a server without TLS.
+call the server fails, and speak plaintext HTTP/2 to a server without TLS. Its
+companion tlsfloor (bare TLS round trips) must move the bytes it is told to.
 """
 
 from __future__ import annotations
 
+import statistics
 import subprocess
 from collections.abc import Iterator
 
@@ -83,3 +85,17 @@ def test_h2_speaks_plaintext_to_a_server_without_tls(plaintext: Target) -> None:
     latencies = native_load.sequential(plaintext, REQ, 20, warmup=2)
     assert len(latencies) == 20
     assert native_load.measured_throughput(plaintext, REQ, 2, 0.5).per_s > 50
+
+
+def test_tls_floor_moves_the_bytes_it_is_given() -> None:
+    small = native_load.tls_floor(1024, 1024, 20, warmup=2)
+    big = native_load.tls_floor(32 << 20, 1024, 3, warmup=1)  # 32 MiB: tens of ms of AES-GCM
+    assert len(small) == 20
+    assert len(big) == 3
+    assert 0 < statistics.median(small) < min(big) < 5.0
+
+
+def test_tls_floor_refuses_an_empty_payload() -> None:
+    with pytest.raises(subprocess.CalledProcessError) as refused:
+        native_load.tls_floor(0, 1024, 1)
+    assert "between 1 and 1 GiB" in str(refused.value.stderr)

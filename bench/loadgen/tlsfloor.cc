@@ -1,0 +1,161 @@
+// The floor under any TLS server's sequential latency on this machine: one loopback
+// connection, the data plane's TLS settings (TLS 1.3, server cipher preference, so
+// AES-256-GCM; read-ahead with 64 KiB reads), and calls that carry REQUEST bytes up and
+// REPLY bytes down with nothing else: no HTTP/2, no gRPC, no parsing, no copies. The
+// serving bench measures it in every round, so a model's overhead can be split into
+// what the machine charges for moving its bytes through TLS and what the server adds.
+//
+//   tlsfloor REQUEST_BYTES REPLY_BYTES COUNT WARMUP
+//     prints one latency (ms) per line
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <iostream>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+
+[[noreturn]] void Fail(const std::string& what) {
+  char detail[256] = "";
+  ERR_error_string_n(ERR_get_error(), detail, sizeof(detail));
+  throw std::runtime_error(what + (detail[0] ? std::string(" (") + detail + ")" : ""));
+}
+
+// An ephemeral P-256 identity: the floor needs a handshake, not an authenticated peer.
+SSL_CTX* ServerContext() {
+  EVP_PKEY* key = EVP_EC_gen("P-256");
+  X509* cert = X509_new();
+  if (key == nullptr || cert == nullptr) Fail("cannot make a key");
+  ASN1_INTEGER_set(X509_get_serialNumber(cert), 1);
+  X509_gmtime_adj(X509_getm_notBefore(cert), 0);
+  X509_gmtime_adj(X509_getm_notAfter(cert), 3600);
+  X509_NAME* name = X509_get_subject_name(cert);
+  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, reinterpret_cast<const unsigned char*>("tlsfloor"), -1, -1, 0);
+  X509_set_issuer_name(cert, name);
+  X509_set_pubkey(cert, key);
+  if (X509_sign(cert, key, EVP_sha256()) == 0) Fail("cannot sign the certificate");
+  SSL_CTX* ctx = SSL_CTX_new(TLS_server_method());
+  if (ctx == nullptr || SSL_CTX_use_certificate(ctx, cert) != 1 || SSL_CTX_use_PrivateKey(ctx, key) != 1) {
+    Fail("cannot set up the server context");
+  }
+  SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE);
+  SSL_CTX_set_read_ahead(ctx, 1);
+  SSL_CTX_set_default_read_buffer_len(ctx, 64 * 1024);
+  X509_free(cert);
+  EVP_PKEY_free(key);
+  return ctx;
+}
+
+bool ReadExactly(SSL* ssl, size_t n, std::vector<char>* buf) {
+  for (size_t got = 0; got < n;) {
+    const int k = SSL_read(ssl, buf->data(), static_cast<int>(std::min(buf->size(), n - got)));
+    if (k <= 0) return false;
+    got += static_cast<size_t>(k);
+  }
+  return true;
+}
+
+void NoDelay(int fd) {
+  const int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+// Answers each REQUEST bytes with REPLY bytes until the client hangs up.
+void Serve(SSL_CTX* ctx, int listener, size_t request, size_t reply) {
+  const int fd = accept(listener, nullptr, nullptr);
+  if (fd < 0) return;
+  NoDelay(fd);
+  SSL* ssl = SSL_new(ctx);
+  SSL_set_fd(ssl, fd);
+  std::vector<char> buf(256 * 1024);
+  const std::string answer(reply, 'r');
+  if (SSL_accept(ssl) == 1) {
+    while (ReadExactly(ssl, request, &buf) && SSL_write(ssl, answer.data(), static_cast<int>(reply)) > 0) {
+    }
+  }
+  SSL_free(ssl);
+  close(fd);
+}
+
+int Listener(int* port) {
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&addr), len) != 0 || listen(fd, 1) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    throw std::runtime_error("cannot listen on loopback");
+  }
+  *port = ntohs(addr.sin_port);
+  return fd;
+}
+
+std::vector<double> Measure(size_t request, size_t reply, int count, int warmup) {
+  SSL_CTX* server_ctx = ServerContext();
+  int port = 0;
+  const int listener = Listener(&port);
+  std::thread server(Serve, server_ctx, listener, request, reply);
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  if (fd < 0 || connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    throw std::runtime_error("cannot connect to the floor server");
+  }
+  NoDelay(fd);
+  SSL_CTX* client_ctx = SSL_CTX_new(TLS_client_method());
+  SSL* ssl = SSL_new(client_ctx);
+  SSL_set_fd(ssl, fd);
+  if (SSL_connect(ssl) != 1) Fail("TLS handshake with the floor server failed");
+  const std::string body(request, 'q');
+  std::vector<char> buf(64 * 1024);
+  std::vector<double> ms;
+  for (int i = 0; i < warmup + count; ++i) {
+    const auto start = std::chrono::steady_clock::now();
+    if (SSL_write(ssl, body.data(), static_cast<int>(request)) <= 0 || !ReadExactly(ssl, reply, &buf)) {
+      Fail("the floor connection broke");
+    }
+    const double took = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+    if (i >= warmup) ms.push_back(took);
+  }
+  SSL_shutdown(ssl);
+  SSL_free(ssl);
+  close(fd);
+  server.join();
+  close(listener);
+  SSL_CTX_free(client_ctx);
+  SSL_CTX_free(server_ctx);
+  return ms;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 5) {
+    std::cerr << "usage: tlsfloor REQUEST_BYTES REPLY_BYTES COUNT WARMUP\n";
+    return 2;
+  }
+  try {
+    const size_t request = std::stoul(argv[1]), reply = std::stoul(argv[2]);
+    if (request == 0 || reply == 0 || request > (1u << 30) || reply > (1u << 30)) {
+      throw std::invalid_argument("REQUEST_BYTES and REPLY_BYTES must be between 1 and 1 GiB");
+    }
+    for (double v : Measure(request, reply, std::stoi(argv[3]), std::stoi(argv[4]))) std::cout << v << "\n";
+  } catch (const std::exception& e) {
+    std::cerr << "tlsfloor: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}
