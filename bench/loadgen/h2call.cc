@@ -88,11 +88,27 @@ nghttp2_nv Header(const char* name, const std::string& value) {
 
 }  // namespace
 
+// The call in flight. Its body is sent from where the caller keeps the message: nghttp2
+// frames it without copying (NO_COPY), and SendData gathers each frame's header and bytes
+// straight into the channel's write buffer.
 struct H2Channel::Call {
-  explicit Call(const std::string& message) : body(dataplane::Framed(message)) {}
+  explicit Call(const std::string& m) : prefix(dataplane::Prefix(m.size())), message(m) {}
+  size_t Size() const { return prefix.size() + message.size(); }
+  void Append(size_t n, std::string* out) {  // body bytes [sent, sent + n)
+    if (sent < prefix.size()) {
+      const size_t head = std::min(n, prefix.size() - sent);
+      out->append(prefix, sent, head);
+      sent += head, n -= head;
+    }
+    out->append(message, sent - prefix.size(), n);
+    sent += n;
+  }
+
   int32_t stream = -1;
-  const std::string body;  // the 5-byte gRPC prefix and the message
-  size_t sent = 0;
+  const std::string prefix;    // gRPC's 5-byte length prefix
+  const std::string& message;  // the caller's, alive for the call
+  size_t framed = 0;           // body bytes nghttp2 has put in DATA frames
+  size_t sent = 0;             // body bytes gathered for the socket
   dataplane::MessageReader reply{kMaxReply};
   dataplane::MessageReader::Status framing = dataplane::MessageReader::Status::kOk;
   std::string http_status, grpc_status, grpc_message;
@@ -100,13 +116,11 @@ struct H2Channel::Call {
   bool closed = false;
 };
 
-namespace {
+H2Channel::Call* H2Channel::CallOf(void* self) { return static_cast<H2Channel*>(self)->call_.get(); }
 
-H2Channel::Call* CallOf(void* user) { return static_cast<std::unique_ptr<H2Channel::Call>*>(user)->get(); }
-
-int OnHeader(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name, size_t namelen, const uint8_t* value,
-             size_t valuelen, uint8_t, void* user) {
-  H2Channel::Call* call = CallOf(user);
+int H2Channel::OnHeader(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name, size_t namelen,
+                        const uint8_t* value, size_t valuelen, uint8_t, void* self) {
+  Call* call = CallOf(self);
   if (call == nullptr || frame->hd.stream_id != call->stream) return 0;
   const std::string key(reinterpret_cast<const char*>(name), namelen);
   const std::string val(reinterpret_cast<const char*>(value), valuelen);
@@ -116,14 +130,14 @@ int OnHeader(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name, 
   return 0;
 }
 
-int OnData(nghttp2_session*, uint8_t, int32_t stream, const uint8_t* data, size_t len, void* user) {
-  H2Channel::Call* call = CallOf(user);
+int H2Channel::OnData(nghttp2_session*, uint8_t, int32_t stream, const uint8_t* data, size_t len, void* self) {
+  Call* call = CallOf(self);
   if (call != nullptr && stream == call->stream) call->framing = call->reply.Feed(data, len);
   return 0;
 }
 
-int OnClose(nghttp2_session*, int32_t stream, uint32_t error_code, void* user) {
-  H2Channel::Call* call = CallOf(user);
+int H2Channel::OnClose(nghttp2_session*, int32_t stream, uint32_t error_code, void* self) {
+  Call* call = CallOf(self);
   if (call != nullptr && stream == call->stream) {
     call->closed = true;
     call->reset = error_code;
@@ -131,17 +145,25 @@ int OnClose(nghttp2_session*, int32_t stream, uint32_t error_code, void* user) {
   return 0;
 }
 
-ssize_t ReadBody(nghttp2_session*, int32_t, uint8_t* buf, size_t length, uint32_t* flags, nghttp2_data_source* source,
-                 void*) {
-  auto* call = static_cast<H2Channel::Call*>(source->ptr);
-  const size_t n = std::min(length, call->body.size() - call->sent);
-  std::memcpy(buf, call->body.data() + call->sent, n);
-  call->sent += n;
-  if (call->sent == call->body.size()) *flags |= NGHTTP2_DATA_FLAG_EOF;
+ssize_t H2Channel::ReadBody(nghttp2_session*, int32_t, uint8_t*, size_t length, uint32_t* flags,
+                            nghttp2_data_source* source, void*) {
+  auto* call = static_cast<Call*>(source->ptr);
+  const size_t n = std::min(length, call->Size() - call->framed);
+  call->framed += n;
+  *flags |= NGHTTP2_DATA_FLAG_NO_COPY;
+  if (call->framed == call->Size()) *flags |= NGHTTP2_DATA_FLAG_EOF;
   return static_cast<ssize_t>(n);
 }
 
-}  // namespace
+int H2Channel::SendData(nghttp2_session*, nghttp2_frame* frame, const uint8_t* framehd, size_t length,
+                        nghttp2_data_source* source, void* self) {
+  auto* channel = static_cast<H2Channel*>(self);
+  if (frame->data.padlen != 0) return NGHTTP2_ERR_CALLBACK_FAILURE;  // never asked for
+  channel->out_.append(reinterpret_cast<const char*>(framehd), 9);
+  static_cast<Call*>(source->ptr)->Append(length, &channel->out_);
+  if (channel->out_.size() >= kWriteChunk && !channel->WriteOut()) return NGHTTP2_ERR_CALLBACK_FAILURE;
+  return 0;
+}
 
 H2Channel::H2Channel(const H2Options& options) : options_(options) {
   fd_ = Connect(options.host, options.port);
@@ -162,7 +184,8 @@ H2Channel::H2Channel(const H2Options& options) : options_(options) {
   nghttp2_session_callbacks_set_on_header_callback(callbacks, OnHeader);
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, OnData);
   nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, OnClose);
-  nghttp2_session_client_new(&session_, callbacks, &call_);
+  nghttp2_session_callbacks_set_send_data_callback(callbacks, SendData);
+  nghttp2_session_client_new(&session_, callbacks, this);
   nghttp2_session_callbacks_del(callbacks);
   const nghttp2_settings_entry settings[] = {{NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
                                              {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, static_cast<uint32_t>(kWindow)}};
@@ -178,27 +201,28 @@ H2Channel::~H2Channel() {
   if (fd_ >= 0) close(fd_);
 }
 
+bool H2Channel::WriteOut() {
+  size_t done = 0;
+  while (done < out_.size()) {
+    const int n = ssl_ != nullptr ? SSL_write(ssl_, out_.data() + done, static_cast<int>(out_.size() - done))
+                                  : static_cast<int>(send(fd_, out_.data() + done, out_.size() - done, MSG_NOSIGNAL));
+    if (n <= 0) return false;
+    done += static_cast<size_t>(n);
+  }
+  out_.clear();
+  return true;
+}
+
 bool H2Channel::Flush() {
-  const auto write_out = [this] {
-    size_t done = 0;
-    while (done < out_.size()) {
-      const int n = ssl_ != nullptr ? SSL_write(ssl_, out_.data() + done, static_cast<int>(out_.size() - done))
-                                    : static_cast<int>(send(fd_, out_.data() + done, out_.size() - done, MSG_NOSIGNAL));
-      if (n <= 0) return false;
-      done += static_cast<size_t>(n);
-    }
-    out_.clear();
-    return true;
-  };
   for (;;) {
     const uint8_t* data = nullptr;
-    const ssize_t n = nghttp2_session_mem_send(session_, &data);
+    const ssize_t n = nghttp2_session_mem_send(session_, &data);  // DATA frames go through SendData
     if (n < 0) return false;
     if (n == 0) break;
     out_.append(reinterpret_cast<const char*>(data), static_cast<size_t>(n));
-    if (out_.size() >= kWriteChunk && !write_out()) return false;
+    if (out_.size() >= kWriteChunk && !WriteOut()) return false;
   }
-  return write_out();
+  return WriteOut();
 }
 
 bool H2Channel::Receive() {

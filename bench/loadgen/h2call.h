@@ -33,10 +33,21 @@ class H2Channel {
   // with the serialized response and returns true, otherwise fills `error`.
   bool Unary(const std::string& path, const std::string& message, std::string* reply, std::string* error);
 
-  struct Call;  // the call in flight, as nghttp2's callbacks see it
-
  private:
-  bool Flush();
+  struct Call;  // the call in flight
+  static Call* CallOf(void* self);
+  // nghttp2's callbacks; their user data is the channel.
+  static int OnHeader(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name, size_t namelen,
+                      const uint8_t* value, size_t valuelen, uint8_t, void* self);
+  static int OnData(nghttp2_session*, uint8_t, int32_t stream, const uint8_t* data, size_t len, void* self);
+  static int OnClose(nghttp2_session*, int32_t stream, uint32_t error_code, void* self);
+  static ssize_t ReadBody(nghttp2_session*, int32_t, uint8_t*, size_t length, uint32_t* flags,
+                          nghttp2_data_source* source, void*);
+  static int SendData(nghttp2_session*, nghttp2_frame* frame, const uint8_t* framehd, size_t length,
+                      nghttp2_data_source* source, void* self);
+
+  bool Flush();     // everything nghttp2 has to send
+  bool WriteOut();  // out_ to the socket
   bool Receive();
 
   H2Options options_;
@@ -45,7 +56,7 @@ class H2Channel {
   SSL* ssl_ = nullptr;
   nghttp2_session* session_ = nullptr;
   std::string out_;  // frames gathered so one write carries several
-  std::unique_ptr<Call> call_;  // the callbacks' user data is &call_
+  std::unique_ptr<Call> call_;
 };
 
 }  // namespace s3ml::loadgen

@@ -46,12 +46,16 @@ std::string PercentEncode(std::string_view text) {
   return out;
 }
 
-std::string Framed(const std::string& message) {
-  const auto n = static_cast<uint32_t>(message.size());
-  std::string out;
-  out.reserve(kPrefixBytes + message.size());
-  out.push_back('\0');  // not compressed
+std::string Prefix(size_t length) {
+  const auto n = static_cast<uint32_t>(length);
+  std::string out(1, '\0');  // not compressed
   for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<char>((n >> shift) & 0xff));
+  return out;
+}
+
+std::string Framed(const std::string& message) {
+  std::string out = Prefix(message.size());
+  out.reserve(kPrefixBytes + message.size());
   out += message;
   return out;
 }

@@ -19,6 +19,9 @@ std::optional<std::chrono::nanoseconds> ParseTimeout(std::string_view value);
 // grpc-message: bytes outside printable ASCII, and '%', as %XX.
 std::string PercentEncode(std::string_view text);
 
+// The 5-byte prefix of an uncompressed message of `length` bytes.
+std::string Prefix(size_t length);
+
 // The 5-byte prefix followed by `message`.
 std::string Framed(const std::string& message);
 
