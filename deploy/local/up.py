@@ -57,7 +57,7 @@ def check_state_dir(state: Path) -> None:
         ) from err
 
 
-def _trust_this_build(
+def trust_this_build(
     registry: registry_pb2_grpc.RegistryStub, info: registry_pb2.ServiceInfo, mrenclave: bytes
 ) -> None:
     """A rebuilt model server has a new MRENCLAVE, which the ACS rightly refuses. The
@@ -92,7 +92,7 @@ def provision(cluster: Cluster, state: Path, acs: client.TrustedAcs) -> None:
             service = service_name(model)
             try:
                 info = registry.GetService(registry_pb2.GetServiceRequest(name=service), timeout=10)
-                _trust_this_build(registry, info, replica_mrenclave)
+                trust_this_build(registry, info, replica_mrenclave)
                 continue  # provisioned by an earlier run: same identity, same key
             except grpc.RpcError as err:
                 if err.code() != grpc.StatusCode.NOT_FOUND:
