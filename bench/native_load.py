@@ -79,10 +79,14 @@ def sequential(
     return [float(ms) / 1e3 for ms in out.split()]
 
 
-def tls_floor(request_bytes: int, reply_bytes: int, count: int, warmup: int = 20) -> list[float]:
-    """Latencies (s) of bare TLS round trips on loopback carrying these bytes up and down
-    (bench/loadgen/tlsfloor.cc): what moving a call's bytes through TLS costs here."""
+def tls_floor(
+    request_bytes: int, reply_bytes: int, count: int, warmup: int = 20, busy_s: float = 0.0
+) -> list[float]:
+    """Latencies (s) of bare TLS round trips on loopback carrying these bytes up and down,
+    the floor's server busy for `busy_s` before each answer (bench/loadgen/tlsfloor.cc):
+    what moving a call's bytes through TLS costs here, `busy_s` included."""
     cmd = [str(TLSFLOOR), str(request_bytes), str(reply_bytes), str(count), str(warmup)]
+    cmd.append(str(round(busy_s * 1e6)))
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=600).stdout
     return [float(ms) / 1e3 for ms in out.split()]
 

@@ -95,6 +95,11 @@ def test_tls_floor_moves_the_bytes_it_is_given() -> None:
     assert 0 < statistics.median(small) < min(big) < 5.0
 
 
+def test_tls_floor_includes_the_busy_time() -> None:
+    busy = native_load.tls_floor(1024, 1024, 5, warmup=1, busy_s=0.02)
+    assert all(0.02 <= s < 1.0 for s in busy)
+
+
 def test_tls_floor_refuses_an_empty_payload() -> None:
     with pytest.raises(subprocess.CalledProcessError) as refused:
         native_load.tls_floor(0, 1024, 1)

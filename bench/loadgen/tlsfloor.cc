@@ -4,9 +4,12 @@
 // REPLY bytes down with nothing else: no HTTP/2, no gRPC, no parsing, no copies. The
 // serving bench measures it in every round, so a model's overhead can be split into
 // what the machine charges for moving its bytes through TLS and what the server adds.
+// With BUSY_US, the floor's server keeps its core busy that long before it answers, as an
+// invoke does: the client's core idles meanwhile, and waking it costs what it costs a real
+// server's client (on this VM, tenths of a millisecond after an EfficientNet-long wait).
 //
-//   tlsfloor REQUEST_BYTES REPLY_BYTES COUNT WARMUP
-//     prints one latency (ms) per line
+//   tlsfloor REQUEST_BYTES REPLY_BYTES COUNT WARMUP [BUSY_US]
+//     prints one latency (ms) per line, BUSY_US included
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/err.h>
@@ -70,8 +73,15 @@ void NoDelay(int fd) {
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }
 
-// Answers each REQUEST bytes with REPLY bytes until the client hangs up.
-void Serve(SSL_CTX* ctx, int listener, size_t request, size_t reply) {
+// Keeps this core busy for `us` microseconds.
+void Busy(int64_t us) {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(us);
+  while (std::chrono::steady_clock::now() < until) {
+  }
+}
+
+// Answers each REQUEST bytes with REPLY bytes, `busy_us` later, until the client hangs up.
+void Serve(SSL_CTX* ctx, int listener, size_t request, size_t reply, int64_t busy_us) {
   const int fd = accept(listener, nullptr, nullptr);
   if (fd < 0) return;
   NoDelay(fd);
@@ -80,7 +90,9 @@ void Serve(SSL_CTX* ctx, int listener, size_t request, size_t reply) {
   std::vector<char> buf(256 * 1024);
   const std::string answer(reply, 'r');
   if (SSL_accept(ssl) == 1) {
-    while (ReadExactly(ssl, request, &buf) && SSL_write(ssl, answer.data(), static_cast<int>(reply)) > 0) {
+    while (ReadExactly(ssl, request, &buf)) {
+      Busy(busy_us);
+      if (SSL_write(ssl, answer.data(), static_cast<int>(reply)) <= 0) break;
     }
   }
   SSL_free(ssl);
@@ -101,11 +113,11 @@ int Listener(int* port) {
   return fd;
 }
 
-std::vector<double> Measure(size_t request, size_t reply, int count, int warmup) {
+std::vector<double> Measure(size_t request, size_t reply, int count, int warmup, int64_t busy_us) {
   SSL_CTX* server_ctx = ServerContext();
   int port = 0;
   const int listener = Listener(&port);
-  std::thread server(Serve, server_ctx, listener, request, reply);
+  std::thread server(Serve, server_ctx, listener, request, reply, busy_us);
   const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
@@ -143,8 +155,8 @@ std::vector<double> Measure(size_t request, size_t reply, int count, int warmup)
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 5) {
-    std::cerr << "usage: tlsfloor REQUEST_BYTES REPLY_BYTES COUNT WARMUP\n";
+  if (argc != 5 && argc != 6) {
+    std::cerr << "usage: tlsfloor REQUEST_BYTES REPLY_BYTES COUNT WARMUP [BUSY_US]\n";
     return 2;
   }
   try {
@@ -152,7 +164,9 @@ int main(int argc, char** argv) {
     if (request == 0 || reply == 0 || request > (1u << 30) || reply > (1u << 30)) {
       throw std::invalid_argument("REQUEST_BYTES and REPLY_BYTES must be between 1 and 1 GiB");
     }
-    for (double v : Measure(request, reply, std::stoi(argv[3]), std::stoi(argv[4]))) std::cout << v << "\n";
+    const int64_t busy_us = argc == 6 ? std::stoll(argv[5]) : 0;
+    if (busy_us < 0 || busy_us > 10'000'000) throw std::invalid_argument("BUSY_US must be between 0 and 10 s");
+    for (double v : Measure(request, reply, std::stoi(argv[3]), std::stoi(argv[4]), busy_us)) std::cout << v << "\n";
   } catch (const std::exception& e) {
     std::cerr << "tlsfloor: " << e.what() << "\n";
     return 1;
