@@ -4,7 +4,7 @@ A Python gRPC client spends 0.4-1.4 ms of CPU per call on this machine, on the
 two cores the servers also use; the C++ client spends a fraction of that, so
 throughput figures say more about the servers. Every server in a run gets the
 same client. Its transport is "h2" (a bare HTTP/2 gRPC client on nghttp2 and
-OpenSSL; the default, 0.1-0.2 ms faster per sequential call here) or "grpc"
+OpenSSL; the default, 0.1-0.4 ms faster per sequential call here) or "grpc"
 (Debian's gRPC C++ library; the bench reports its figure alongside). Key
 material for mTLS goes to a private temporary directory (0600).
 """
