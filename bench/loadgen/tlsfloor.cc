@@ -21,6 +21,7 @@
 
 #include <chrono>
 #include <iostream>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -99,11 +100,17 @@ void Serve(SSL_CTX* ctx, int listener, size_t request, size_t reply, int64_t bus
   close(fd);
 }
 
-int Listener(int* port) {
-  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+sockaddr_in Loopback(int port) {
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  return addr;
+}
+
+int Listener(int* port) {
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr = Loopback(0);
   socklen_t len = sizeof(addr);
   if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&addr), len) != 0 || listen(fd, 1) != 0 ||
       getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
@@ -113,42 +120,61 @@ int Listener(int* port) {
   return fd;
 }
 
+// The floor's server thread, stopped and joined on every way out of Measure (a failed
+// connect or handshake included: a joinable thread's destructor would abort).
+class FloorServer {
+ public:
+  FloorServer(size_t request, size_t reply, int64_t busy_us) : ctx_(ServerContext()), listener_(Listener(&port_)) {
+    thread_ = std::thread(Serve, ctx_, listener_, request, reply, busy_us);
+  }
+  ~FloorServer() {
+    shutdown(listener_, SHUT_RDWR);  // wakes an accept still waiting for the client
+    thread_.join();
+    close(listener_);
+    SSL_CTX_free(ctx_);
+  }
+  int port() const { return port_; }
+
+ private:
+  SSL_CTX* ctx_;
+  int port_ = 0;
+  int listener_;
+  std::thread thread_;
+};
+
+// A client socket, closed on every way out (so the floor's server sees the end and stops).
+struct Socket {
+  Socket() : fd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) {}
+  ~Socket() {
+    if (fd >= 0) close(fd);
+  }
+  const int fd;
+};
+
 std::vector<double> Measure(size_t request, size_t reply, int count, int warmup, int64_t busy_us) {
-  SSL_CTX* server_ctx = ServerContext();
-  int port = 0;
-  const int listener = Listener(&port);
-  std::thread server(Serve, server_ctx, listener, request, reply, busy_us);
-  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  if (fd < 0 || connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+  const FloorServer server(request, reply, busy_us);
+  const Socket client;
+  const sockaddr_in addr = Loopback(server.port());
+  if (client.fd < 0 || connect(client.fd, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) != 0) {
     throw std::runtime_error("cannot connect to the floor server");
   }
-  NoDelay(fd);
-  SSL_CTX* client_ctx = SSL_CTX_new(TLS_client_method());
-  SSL* ssl = SSL_new(client_ctx);
-  SSL_set_fd(ssl, fd);
-  if (SSL_connect(ssl) != 1) Fail("TLS handshake with the floor server failed");
+  NoDelay(client.fd);
+  const std::unique_ptr<SSL_CTX, decltype(&SSL_CTX_free)> ctx(SSL_CTX_new(TLS_client_method()), SSL_CTX_free);
+  const std::unique_ptr<SSL, decltype(&SSL_free)> ssl(SSL_new(ctx.get()), SSL_free);
+  SSL_set_fd(ssl.get(), client.fd);
+  if (SSL_connect(ssl.get()) != 1) Fail("TLS handshake with the floor server failed");
   const std::string body(request, 'q');
   std::vector<char> buf(64 * 1024);
   std::vector<double> ms;
   for (int i = 0; i < warmup + count; ++i) {
     const auto start = std::chrono::steady_clock::now();
-    if (SSL_write(ssl, body.data(), static_cast<int>(request)) <= 0 || !ReadExactly(ssl, reply, &buf)) {
+    if (SSL_write(ssl.get(), body.data(), static_cast<int>(request)) <= 0 || !ReadExactly(ssl.get(), reply, &buf)) {
       Fail("the floor connection broke");
     }
     const double took = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
     if (i >= warmup) ms.push_back(took);
   }
-  SSL_shutdown(ssl);
-  SSL_free(ssl);
-  close(fd);
-  server.join();
-  close(listener);
-  SSL_CTX_free(client_ctx);
-  SSL_CTX_free(server_ctx);
+  SSL_shutdown(ssl.get());
   return ms;
 }
 
