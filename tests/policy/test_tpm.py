@@ -16,6 +16,7 @@ import pytest
 from tpm2_pytss import TSS2_Exception
 
 from services.policy.ima import log, replay
+from services.policy.tpm import swtpm as swtpm_module
 from services.policy.tpm import verify
 from services.policy.tpm.agent import TpmAgent
 from services.policy.tpm.swtpm import Swtpm
@@ -150,3 +151,21 @@ def test_ak_still_usable_after_unorderly_restarts(tmp_path: Path) -> None:
         finally:
             swtpm.process.kill()
             swtpm.process.wait()
+
+
+def test_swtpm_ports_stay_clear_of_configured_ones(tmp_path: Path) -> None:
+    """A swtpm once took the verifier's configured port (27500 in the cluster test) and
+    the verifier then failed to bind: its ports come from the kernel's ephemeral range,
+    which configured services stay below."""
+    low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    picks = [swtpm_module._free_port_pair() for _ in range(100)]
+    assert all(low <= port <= high for port in picks), sorted(picks)[:3] + sorted(picks)[-3:]
+    swtpms = [Swtpm(tmp_path / f"swtpm{i}") for i in range(2)]
+    try:
+        for swtpm in swtpms:
+            swtpm.start()
+            assert low <= swtpm.port <= high
+            TpmAgent(swtpm.tcti).close()  # both ports are the swtpm's: a session works
+    finally:
+        for swtpm in swtpms:
+            swtpm.stop()

@@ -6,7 +6,6 @@ hosts use their hardware TPM (TCTI `device:/dev/tpmrm0`).
 
 from __future__ import annotations
 
-import random
 import shutil
 import socket
 import subprocess
@@ -28,12 +27,21 @@ def _bindable(port: int) -> bool:
     return True
 
 
+def _kernel_port() -> int:
+    """A port the kernel hands out for bind(0): from its ephemeral range, which is kept
+    clear of configured services (the local cluster's ports and a test's are below it),
+    so a swtpm never takes a port a service is about to listen on."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
 def _free_port_pair() -> int:
     """A port p with p + 1 free too: tpm2-tss's swtpm TCTI expects control on p + 1."""
-    rng = random.SystemRandom()
     for _ in range(200):
-        port = rng.randrange(20000, 60000)
-        if _bindable(port) and _bindable(port + 1):
+        port = _kernel_port()
+        if port < 65535 and _bindable(port + 1):
             return port
     raise SwtpmError("no pair of free ports for swtpm")
 
@@ -88,9 +96,19 @@ class Swtpm:
 
     def start(self) -> None:
         self.manufacture()
-        self.port = _free_port_pair()
-        control = self.port + 1
-        self.process = subprocess.Popen(
+        for _ in range(3):  # another process may bind the pair between the check and swtpm
+            self.port = _free_port_pair()
+            self.process = self._spawn(self.port)
+            if self._wait_open(self.process):
+                self._reset_lockout()
+                return
+            if self.process.poll() is None:
+                self.stop()
+                raise SwtpmError("swtpm did not open its port within 10 s")
+        raise SwtpmError("swtpm exited at start three times (ports taken meanwhile?)")
+
+    def _spawn(self, port: int) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
             [
                 "/usr/bin/swtpm",
                 "socket",
@@ -98,9 +116,9 @@ class Swtpm:
                 "--tpmstate",
                 f"dir={self.directory / 'state'}",
                 "--server",
-                f"type=tcp,port={self.port},bindaddr=127.0.0.1",
+                f"type=tcp,port={port},bindaddr=127.0.0.1",
                 "--ctrl",
-                f"type=tcp,port={control},bindaddr=127.0.0.1",
+                f"type=tcp,port={port + 1},bindaddr=127.0.0.1",
                 "--flags",
                 "not-need-init,startup-clear",
             ],
@@ -108,16 +126,17 @@ class Swtpm:
             stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
+
+    def _wait_open(self, process: subprocess.Popen[bytes]) -> bool:
+        """True once swtpm accepts on its port; False at once if it exited (or after 10 s)."""
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and process.poll() is None:
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                break
+                return True
             except OSError:
                 time.sleep(0.05)
-        else:
-            raise SwtpmError("swtpm did not open its port")
-        self._reset_lockout()
+        return False
 
     def _reset_lockout(self) -> None:
         """A swtpm stopped by a signal never got TPM2_Shutdown, and a TPM counts each such
