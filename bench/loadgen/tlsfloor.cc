@@ -124,19 +124,19 @@ int Listener(int* port) {
 // connect or handshake included: a joinable thread's destructor would abort).
 class FloorServer {
  public:
-  FloorServer(size_t request, size_t reply, int64_t busy_us) : ctx_(ServerContext()), listener_(Listener(&port_)) {
-    thread_ = std::thread(Serve, ctx_, listener_, request, reply, busy_us);
+  FloorServer(size_t request, size_t reply, int64_t busy_us)
+      : ctx_(ServerContext(), SSL_CTX_free), listener_(Listener(&port_)) {  // ctx_ freed if Listener throws
+    thread_ = std::thread(Serve, ctx_.get(), listener_, request, reply, busy_us);
   }
   ~FloorServer() {
     shutdown(listener_, SHUT_RDWR);  // wakes an accept still waiting for the client
     thread_.join();
     close(listener_);
-    SSL_CTX_free(ctx_);
   }
   int port() const { return port_; }
 
  private:
-  SSL_CTX* ctx_;
+  const std::unique_ptr<SSL_CTX, decltype(&SSL_CTX_free)> ctx_;
   int port_ = 0;
   int listener_;
   std::thread thread_;

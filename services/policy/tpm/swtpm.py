@@ -46,6 +46,18 @@ def _free_port_pair() -> int:
     raise SwtpmError("no pair of free ports for swtpm")
 
 
+def _accepts(process: subprocess.Popen[bytes], port: int) -> bool:
+    """True once swtpm accepts on `port`; False at once if it exited (or after 10 s)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
 @dataclass
 class Swtpm:
     directory: Path
@@ -99,7 +111,7 @@ class Swtpm:
         for _ in range(3):  # another process may bind the pair between the check and swtpm
             self.port = _free_port_pair()
             self.process = self._spawn(self.port)
-            if self._wait_open(self.process):
+            if _accepts(self.process, self.port):
                 self._reset_lockout()
                 return
             if self.process.poll() is None:
@@ -126,17 +138,6 @@ class Swtpm:
             stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
-
-    def _wait_open(self, process: subprocess.Popen[bytes]) -> bool:
-        """True once swtpm accepts on its port; False at once if it exited (or after 10 s)."""
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and process.poll() is None:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return True
-            except OSError:
-                time.sleep(0.05)
-        return False
 
     def _reset_lockout(self) -> None:
         """A swtpm stopped by a signal never got TPM2_Shutdown, and a TPM counts each such
