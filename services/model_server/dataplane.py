@@ -55,13 +55,15 @@ def model_message(model: LoadedModel) -> dp.Model:
     )
 
 
-def _write(stream: IO[bytes], control: dp.Control) -> None:
+def write_control(stream: IO[bytes], control: dp.Control) -> None:
+    """One frame to the child (native/framing.h: 4-byte big-endian length, message)."""
     body = control.SerializeToString()
     stream.write(_HEADER.pack(len(body)) + body)
     stream.flush()
 
 
-def _events(stream: IO[bytes]) -> Iterator[dp.Event]:
+def read_events(stream: IO[bytes]) -> Iterator[dp.Event]:
+    """The child's frames, until it closes its stdout."""
     while len(header := stream.read(_HEADER.size)) == _HEADER.size:
         (size,) = _HEADER.unpack(header)
         yield dp.Event.FromString(stream.read(size))
@@ -105,12 +107,12 @@ class NativeDataPlane:
 
     def _send_start(self, start: dp.Start) -> None:
         with contextlib.suppress(BrokenPipeError, ValueError):
-            _write(self._stdin, dp.Control(start=start))
+            write_control(self._stdin, dp.Control(start=start))
 
     def _await_ready(self, timeout: float) -> int:
         first = None
         if select.select([self._stdout], [], [], timeout)[0]:
-            first = next(_events(self._stdout), None)
+            first = next(read_events(self._stdout), None)
             why = (
                 first.fatal if first is not None and first.HasField("fatal") else "no reason given"
             )
@@ -124,7 +126,7 @@ class NativeDataPlane:
         raise DataPlaneError(f"native data plane failed to start: {why}")
 
     def _read_events(self) -> None:
-        for event in _events(self._stdout):
+        for event in read_events(self._stdout):
             if event.HasField("stats"):
                 self.stats = event.stats
             elif event.HasField("calls"):
@@ -154,7 +156,7 @@ class NativeDataPlane:
     def _send(self, control: dp.Control) -> bool:
         with self._lock:
             try:
-                _write(self._stdin, control)
+                write_control(self._stdin, control)
             except (BrokenPipeError, ValueError):
                 return False
         return True

@@ -8,6 +8,7 @@ serving suites (serving_test_native, ...) cover the KServe API on this plane.
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -176,6 +177,36 @@ def test_closing_stdin_stops_the_child(pki: Pki) -> None:
     assert running.running()
     running.stop()
     assert not running.running()
+
+
+def test_a_killed_supervisor_fails_no_call(pki: Pki) -> None:
+    """The supervisor SIGKILLed (the cluster's kill -9 under load): the child's pipe to
+    it breaks. A call on a connection it already holds is still served (its sim EPC
+    touch unaccounted: no one is left to keep the pool), not failed as INTERNAL, and
+    when its stdin ends too it drains and exits cleanly. The test is the supervisor,
+    driving the child over the real pipes, so it can close them in this order."""
+    start = start_message(pki, _peer_policy(mtls.RevocationList()))
+    start.epc.account = True
+    child = subprocess.Popen([str(dataplane.BINARY)], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert child.stdin is not None
+    assert child.stdout is not None
+    try:
+        dataplane.write_control(child.stdin, dp.Control(start=start))
+        ready = next(dataplane.read_events(child.stdout))
+        assert ready.HasField("ready"), ready
+        creds = grpc.ssl_channel_credentials(pki.ca_pem, pki.client.key_pem, pki.client.cert_pem)
+        target = f"127.0.0.1:{ready.ready.port}"
+        options = [("grpc.ssl_target_name_override", SERVER_NAME)]
+        with grpc.secure_channel(target, creds, options) as chan:
+            stub = pb_grpc.GRPCInferenceServiceStub(chan)
+            stub.ServerLive(pb.ServerLiveRequest(), timeout=10)  # the connection is up
+            child.stdout.close()  # the supervisor's end of the events pipe is gone
+            assert len(_infer(stub).outputs) == 1
+        child.stdin.close()
+        assert child.wait(timeout=15) == 0
+    finally:
+        child.kill()
+        child.wait()
 
 
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"

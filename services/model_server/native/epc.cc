@@ -63,13 +63,18 @@ EpcAccount::EpcAccount(const s3ml::model_server::v1::SimEpc& config, FrameWriter
 void EpcAccount::Touch() {
   if (!enabled_) return;
   std::unique_lock<std::mutex> lock(mu_);
+  if (stopping_) return;  // the supervisor is gone: the call is served unaccounted
   const uint64_t ticket = ++next_;
   waiting_.insert(ticket);
   s3ml::model_server::v1::Event touch;
   touch.mutable_epc_touch()->set_ticket(ticket);
   lock.unlock();
-  events_->Write(touch);
+  const bool asked = events_->Write(touch);
   lock.lock();
+  if (!asked) {  // killed before we saw its end of stdin: the same
+    waiting_.erase(ticket);
+    return;
+  }
   answered_.wait_for(lock, kAnswerTimeout, [&] { return stopping_ || answers_.count(ticket) > 0; });
   waiting_.erase(ticket);
   const auto found = answers_.find(ticket);

@@ -24,16 +24,18 @@ size_t ReadFull(int fd, char* buf, size_t n) {
   return got;
 }
 
-void WriteFull(int fd, const char* buf, size_t n) {
+// Writes all `n` bytes; false if the pipe failed (EPIPE: the supervisor is gone).
+bool WriteFull(int fd, const char* buf, size_t n) {
   while (n > 0) {
     const ssize_t w = write(fd, buf, n);
     if (w < 0) {
       if (errno == EINTR) continue;
-      throw std::runtime_error("write to the supervisor failed: errno " + std::to_string(errno));
+      return false;
     }
     buf += w;
     n -= static_cast<size_t>(w);
   }
+  return true;
 }
 
 }  // namespace
@@ -54,14 +56,15 @@ bool ReadFrame(int fd, google::protobuf::Message* message) {
   return true;
 }
 
-void FrameWriter::Write(const google::protobuf::Message& message) {
+bool FrameWriter::Write(const google::protobuf::Message& message) {
   const std::string body = message.SerializeAsString();
   const uint32_t size = static_cast<uint32_t>(body.size());
   const char header[4] = {static_cast<char>(size >> 24), static_cast<char>(size >> 16),
                           static_cast<char>(size >> 8), static_cast<char>(size)};
   std::lock_guard<std::mutex> lock(mu_);
-  WriteFull(fd_, header, sizeof header);
-  WriteFull(fd_, body.data(), body.size());
+  // A frame cut short leaves the stream out of step for good: after a failure, nothing.
+  gone_ = gone_ || !WriteFull(fd_, header, sizeof header) || !WriteFull(fd_, body.data(), body.size());
+  return !gone_;
 }
 
 }  // namespace s3ml::dataplane

@@ -18,11 +18,15 @@ bool ReadFrame(int fd, google::protobuf::Message* message);
 class FrameWriter {
  public:
   explicit FrameWriter(int fd) : fd_(fd) {}
-  void Write(const google::protobuf::Message& message);  // whole frames, from any thread
+  // Whole frames, from any thread. False once the supervisor is gone (its end of the
+  // pipe closed, e.g. it was killed): the stream is over, and later writes do not try.
+  // Not an exception: a dead supervisor must not fail the calls the data plane drains.
+  bool Write(const google::protobuf::Message& message);
 
  private:
   int fd_;
   std::mutex mu_;
+  bool gone_ = false;  // guarded by mu_
 };
 
 }  // namespace s3ml::dataplane

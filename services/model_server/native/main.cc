@@ -15,6 +15,7 @@
 #include <condition_variable>
 #include <iostream>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <thread>
 
@@ -44,7 +45,8 @@ void KeepBuffersOnTheHeap() {
   mallopt(M_TRIM_THRESHOLD, 512 << 20);
 }
 
-// Counters, and the calls served since the last report (for the supervisor's spans).
+// Counters, and the calls served since the last report (for the supervisor's spans);
+// lost with the supervisor if it is gone.
 void Report(const Stats& stats, CallLog* calls, FrameWriter* events) {
   v1::Event counters;
   *counters.mutable_stats() = stats.Snapshot();
@@ -90,7 +92,7 @@ int Serve(v1::Start start, FrameWriter* events) {
   v1::Event ready;
   ready.mutable_ready()->set_port(static_cast<uint32_t>(port));
   ready.mutable_ready()->set_models_resident_bytes(models_resident);
-  events->Write(ready);
+  if (!events->Write(ready)) throw std::runtime_error("the supervisor went away before the plane was ready");
 
   std::atomic<bool> done{false};
   std::mutex mu;
