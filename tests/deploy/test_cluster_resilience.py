@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import grpc
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -160,6 +161,7 @@ def test_kill_9_under_load_loses_no_request(
 ) -> None:
     photo, labels = (cluster.state / "coffee.jpg").read_bytes(), _labels()
     counts = {"ok": 0, "retries": 0, "lost": 0}
+    why: list[str] = []  # what each lost request failed with
     stop = threading.Event()
 
     def load() -> None:
@@ -169,8 +171,12 @@ def test_kill_9_under_load_loses_no_request(
                 try:
                     counts["retries"] += attested.classify(photo, LOADED, labels).retries
                     counts["ok"] += 1
-                except InferenceClientError:
+                except InferenceClientError as err:
                     counts["lost"] += 1
+                    why.append(str(err))
+                except grpc.RpcError as err:  # not retryable: lost, with its status
+                    counts["lost"] += 1
+                    why.append(f"{err.code().name}: {err.details()}")
         finally:
             attested.close()
 
@@ -190,7 +196,7 @@ def test_kill_9_under_load_loses_no_request(
         worker.join(timeout=60)
     with capsys.disabled():  # the report the issue asks for, in the test log
         print(f"\nkill -9 under load: {counts}")
-    assert counts["lost"] == 0, counts
+    assert counts["lost"] == 0, (counts, why[:5])
     assert counts["ok"] > before > 0, counts  # served before and after the kill
 
 
