@@ -166,8 +166,20 @@ class NativeDataPlane:
         if not self._send(dp.Control(peers=peers)):
             log.error("native data plane is gone; cannot update its revocation list")
 
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
     def running(self) -> bool:
         return self._proc.poll() is None
+
+    def exit_reason(self) -> str | None:
+        """Why the child no longer serves (it exited, how), or None while it runs."""
+        code = self._proc.poll()
+        if code is None:
+            return None
+        how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
+        return f"the native data plane {how}"
 
     def on_stop(self, callback: Callable[[], None]) -> None:
         self._on_stop.append(callback)

@@ -10,6 +10,8 @@ from services.model_server import config as server_config
 from services.model_server.server import StartupError, start
 from services.telemetry import health, lifecycle, logs, tracing
 
+WATCH_SECONDS = 1.0  # how often a replica checks that its data plane still serves
+
 
 def supervise(argv: list[str], processes: int) -> int:
     """Runs `processes` single-process servers on one port; READY once all are."""
@@ -63,7 +65,14 @@ def main(argv: list[str]) -> int:
     probes.ready()
     stop = lifecycle.stop_requested()
     print(f"READY port={running.port}", flush=True)
-    stop.wait()
+    while not stop.wait(WATCH_SECONDS):
+        if (why := running.failure()) is not None:
+            # Nothing serves the port any more: exit, so the supervisor (or the kubelet)
+            # restarts the replica, instead of staying up and ready in name only.
+            log.error("%s; exiting so this replica is restarted", why)
+            probes.not_ready(why)
+            running.stop(0)
+            return 3
     probes.not_ready("shutting down")
     running.stop()
     return 0

@@ -68,18 +68,32 @@ def acs_pin(config: ServerConfig) -> client.AcsPin:
 ALLOWED_ROLES = (SPIFFE_PREFIX + "client/", SPIFFE_PREFIX + "service/", SPIFFE_PREFIX + "admin/")
 
 
+@dataclass(frozen=True)
+class Plane:
+    """What serves the replica's port: the in-process gRPC server, or the native child."""
+
+    port: int
+    stop: Callable[[float], None]
+    crl_changed: Callable[[], None]
+    epc: enclave_memory.EnclaveMemory  # the replica's sim EPC account
+    failure: Callable[[], str | None]  # why it no longer serves, if it does not
+
+
 @dataclass
 class RunningServer:
     port: int
     identity: client.InstanceIdentity
     stop_event: threading.Event
-    epc: enclave_memory.EnclaveMemory
-    _stop_serving: Callable[[float], None]
+    plane: Plane
+
+    def failure(self) -> str | None:
+        """Why this replica no longer serves (its data plane died), or None."""
+        return self.plane.failure()
 
     def stop(self, grace: float = 2.0) -> None:
         self.stop_event.set()
-        self._stop_serving(grace)
-        self.epc.close()
+        self.plane.stop(grace)
+        self.plane.epc.close()
 
 
 def _provision(config: ServerConfig) -> tuple[client.TrustedAcs, client.InstanceIdentity]:
@@ -186,27 +200,23 @@ def start(config: ServerConfig) -> RunningServer:
     revocations = mtls.RevocationList()
     revocations.update(ident.crl_pem, ca)
     serve = _serve_native if config.data_plane == "native" else _serve_python
-    port, stop_serving, crl_changed, epc = serve(config, ident, registry, revocations, rss_before)
+    plane = serve(config, ident, registry, revocations, rss_before)
     stop = threading.Event()
     threading.Thread(
-        target=_refresh_crl, args=(trusted, revocations, ca, stop, crl_changed), daemon=True
+        target=_refresh_crl, args=(trusted, revocations, ca, stop, plane.crl_changed), daemon=True
     ).start()
     log.info(
         "serving %s (%s) on %s port %d over attested mTLS (%s data plane), identity generation %d",
         config.service,
         ", ".join(config.models),
         config.listen,
-        port,
+        plane.port,
         config.data_plane,
         ident.generation,
     )
     # Not kept here: the Python plane's servicer holds the registry; with the native plane
     # the models now live in the child, and this copy (and its checking interpreters) goes.
-    return RunningServer(port, ident, stop, epc, stop_serving)
-
-
-# port, stop, CRL changed, the replica's sim EPC account
-Serving = tuple[int, Callable[[float], None], Callable[[], None], enclave_memory.EnclaveMemory]
+    return RunningServer(plane.port, ident, stop, plane)
 
 
 def _serve_python(
@@ -215,7 +225,7 @@ def _serve_python(
     registry: repository.Registry,
     revocations: mtls.RevocationList,
     rss_before: int,
-) -> Serving:
+) -> Plane:
     epc = _epc(config, rss_before, enclave_memory.resident_bytes())
     admission = Admission(sum(m.pool.size for m in registry.all()), config.max_queue)
     me = Identity(config.node, config.replica, config.platform)
@@ -242,7 +252,7 @@ def _serve_python(
     def stop(grace: float) -> None:
         server.stop(grace).wait()
 
-    return port, stop, lambda: None, epc
+    return Plane(port, stop, lambda: None, epc, lambda: None)  # lives and dies with us
 
 
 def _peer_policy(revocations: mtls.RevocationList) -> dp.PeerPolicy:
@@ -258,7 +268,7 @@ def _serve_native(
     registry: repository.Registry,
     revocations: mtls.RevocationList,
     rss_before: int,
-) -> Serving:
+) -> Plane:
     del rss_before  # the child measures what its own models take (Ready.models_resident_bytes)
     start = dp.Start(
         listen=config.listen,
@@ -295,9 +305,10 @@ def _serve_native(
     if isinstance(epc, enclave_memory.SimEnclaveMemory):
         plane.account_epc_with(epc.account)
     dataplane.export_metrics(plane)
-    return (
+    return Plane(
         plane.port,
         plane.stop,
         lambda: plane.update_peers(_peer_policy(revocations)),
         epc,
+        plane.exit_reason,
     )

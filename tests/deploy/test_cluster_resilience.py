@@ -6,7 +6,8 @@ it serving while the test: runs attested inference through HAProxy for every
 model; kills the replica carrying a steady client's connection with SIGKILL
 and counts lost requests (must be none beyond the client's retries); kills the
 ACS, lets the supervisor restart it, kills a replica so it re-attests to the
-new ACS, and checks it serves the same service identity; reads
+new ACS, and checks it serves the same service identity; kills a replica's
+native data plane and sees the replica restarted and serving; reads
 `s3mlctl status`; stops the cluster and finds no process left.
 """
 
@@ -211,6 +212,35 @@ def test_acs_restart_keeps_service_identity(cluster: Cluster, acs: client.Truste
     attested = AttestedModel(acs, address, "efficientnet-lite0-int8", cluster.state / "client")
     try:
         assert attested.classify(photo, "efficientnet_lite0_int8", _labels()).labels
+    finally:
+        attested.close()
+
+
+def _children(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return [int(child) for child in f.read().split()]
+
+
+def test_a_dead_data_plane_restarts_its_replica(cluster: Cluster, acs: client.TrustedAcs) -> None:
+    """The native child of a replica dies (SIGKILL here; a crash in life): the replica
+    exits, saying why, rather than staying up and ready with nothing on its port, and
+    the supervisor restarts it; it serves again."""
+    model = "mobilenet_v1_f32"
+    replica = f"node-0-{model}"
+    planes = [c for c in _children(cluster.pid(replica))
+              if Path(f"/proc/{c}/exe").resolve().name == "s3ml_dataplane"]  # fmt: skip
+    assert len(planes) == 1, planes
+    mark = len(cluster.lines)
+    os.kill(planes[0], signal.SIGKILL)
+    cluster.wait_for(f"{replica} restarted", 90, after=mark)
+    assert any(f"{replica} exited (exit code 3)" in line for line in cluster.lines[mark:])
+    log = (cluster.state / "logs" / f"{replica}.log").read_text()
+    assert "the native data plane was killed by signal 9; exiting" in log
+    address = f"127.0.0.1:{PORTS['replica'] + MODELS.index(model)}"
+    attested = AttestedModel(acs, address, service_name(model), cluster.state / "client")
+    try:
+        assert len(attested.classify((cluster.state / "coffee.jpg").read_bytes(), model,
+                                     _labels()).labels) == 5  # fmt: skip
     finally:
         attested.close()
 

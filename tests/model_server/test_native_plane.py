@@ -8,6 +8,7 @@ serving suites (serving_test_native, ...) cover the KServe API on this plane.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -175,8 +176,23 @@ def test_silent_child_fails_start_after_the_timeout(pki: Pki, tmp_path: Path) ->
 def test_closing_stdin_stops_the_child(pki: Pki) -> None:
     running = launch(start_message(pki, dp.PeerPolicy()))
     assert running.running()
+    assert running.exit_reason() is None
     running.stop()
     assert not running.running()
+    assert running.exit_reason() == "the native data plane exited with code 0"
+
+
+def test_a_dead_child_says_how_it_died(pki: Pki) -> None:
+    """The replica exits on this reason (model_server.main), so its supervisor restarts it."""
+    running = launch(start_message(pki, dp.PeerPolicy()))
+    try:
+        os.kill(running.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while running.exit_reason() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert running.exit_reason() == "the native data plane was killed by signal 9"
+    finally:
+        running.stop()
 
 
 def test_a_killed_supervisor_fails_no_call(pki: Pki) -> None:
