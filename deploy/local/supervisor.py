@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -34,6 +35,7 @@ class Child:
     ready: str | None
     timeout: float
     proc: subprocess.Popen[str]
+    listens: tuple[int, ...] = ()
     restarts: int = 0
     backoff: float = BACKOFF_START
     due: float = 0.0  # monotonic time of the next restart attempt, once dead
@@ -56,10 +58,18 @@ class Supervisor:
     lock: threading.RLock = field(default_factory=threading.RLock)
 
     def start(
-        self, name: str, argv: list[str], ready: str | None = "READY", timeout: float = 120.0
+        self,
+        name: str,
+        argv: list[str],
+        ready: str | None = "READY",
+        timeout: float = 120.0,
+        listens: tuple[int, ...] = (),
     ) -> subprocess.Popen[str]:
-        """Starts `argv`; with `ready`, waits for a stdout line starting with it."""
-        child = Child(name, argv, ready, timeout, self._spawn(name, argv, ready, timeout))
+        """Starts `argv`; with `ready`, waits for a stdout line starting with it, and with
+        `listens` (for programs that print no such line: HAProxy, Prometheus) until each
+        loopback port accepts connections."""
+        proc = self._spawn(name, argv, ready, timeout, listens)
+        child = Child(name, argv, ready, timeout, proc, listens)
         with self.lock:
             self.children.append(child)
         return child.proc
@@ -80,7 +90,12 @@ class Supervisor:
         self.children.append(Child(name, [], None, 0.0, proc))  # type: ignore[arg-type]
 
     def _spawn(
-        self, name: str, argv: list[str], ready: str | None, timeout: float
+        self,
+        name: str,
+        argv: list[str],
+        ready: str | None,
+        timeout: float,
+        listens: tuple[int, ...],
     ) -> subprocess.Popen[str]:
         self.logs.mkdir(parents=True, exist_ok=True)
         log = (self.logs / f"{name}.log").open("a")
@@ -95,6 +110,7 @@ class Supervisor:
             self.run.mkdir(parents=True, exist_ok=True)
             (self.run / f"{name}.pid").write_text(f"{proc.pid}\n")
         if ready is None:
+            self._await_ports(name, proc, listens, timeout)
             return proc
         assert proc.stdout is not None
         timer = threading.Timer(timeout, _kill_if_running, args=(proc,))
@@ -109,6 +125,26 @@ class Supervisor:
         raise StartError(
             f"{name} did not start (exit {proc.wait()}); see {self.logs / f'{name}.log'}"
         )
+
+    def _await_ports(
+        self, name: str, proc: subprocess.Popen[str], ports: tuple[int, ...], timeout: float
+    ) -> None:
+        deadline = time.monotonic() + timeout
+        for port in ports:
+            while not _accepts(port):
+                if proc.poll() is not None:
+                    raise StartError(
+                        f"{name} exited ({_describe(proc.returncode)}) before listening on "
+                        f"port {port}; see {self.logs / f'{name}.log'}"
+                    )
+                if time.monotonic() > deadline:
+                    _kill_if_running(proc)
+                    proc.wait()
+                    raise StartError(
+                        f"{name} did not listen on port {port} within {timeout:.0f} s; "
+                        f"see {self.logs / f'{name}.log'}"
+                    )
+                time.sleep(0.05)
 
     def restart_dead(self, now: float | None = None) -> list[str]:
         """Restarts children that exited, each on its own backoff; returns what it did."""
@@ -138,7 +174,9 @@ class Supervisor:
     def _restart(self, child: Child, now: float) -> str:
         child.restarts += 1
         try:
-            child.proc = self._spawn(child.name, child.argv, child.ready, child.timeout)
+            child.proc = self._spawn(
+                child.name, child.argv, child.ready, child.timeout, child.listens
+            )
         except StartError as err:
             child.due = now + child.backoff
             child.backoff = min(child.backoff * 2, BACKOFF_MAX)
@@ -180,6 +218,14 @@ def _describe(code: int) -> str:
 def _kill_group(pgid: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
+
+
+def _accepts(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1.0).close()
+    except OSError:
+        return False
+    return True
 
 
 def _kill_if_running(proc: subprocess.Popen[str]) -> None:

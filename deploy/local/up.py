@@ -157,13 +157,15 @@ def start_all(
     for replica in cluster.replicas():
         sup.start(replica.name, context.argv(replica, replica.name))
     (state / "haproxy.cfg").write_text(rendering.haproxy(cluster, state))
-    sup.start("haproxy", ["haproxy", "-f", str(state / "haproxy.cfg"), "-db"], ready=None)
+    frontends = tuple(cluster.frontend(m) for m in cluster.models)
+    sup.start("haproxy", ["haproxy", "-f", str(state / "haproxy.cfg"), "-db"], ready=None,
+              listens=(*frontends, cluster.haproxy_metrics_port))  # fmt: skip
     (state / "endpoints.json").write_text(rendering.endpoints(cluster, state))
     (state / "prometheus.yml").write_text(rendering.prometheus(cluster))
     sup.start("prometheus", [
         "prometheus", f"--config.file={state / 'prometheus.yml'}", f"--storage.tsdb.path={state / 'prometheus'}",
         f"--web.listen-address=127.0.0.1:{cluster.prometheus_port}",
-    ], ready=None)  # fmt: skip
+    ], ready=None, listens=(cluster.prometheus_port,))  # fmt: skip
     scaler = control.start(cluster, LocalLauncher(context, sup), str(state / "haproxy.sock"))
     return acs, scaler
 

@@ -68,9 +68,16 @@ class Cluster:
         while time.monotonic() < deadline:
             if any(text in line for line in self.lines[after:]):
                 return
-            assert self.proc.poll() is None, "\n".join(self.lines[-40:])
+            assert self.proc.poll() is None, self.report()
             time.sleep(0.2)
-        raise AssertionError(f"no {text!r} within {timeout} s:\n" + "\n".join(self.lines[-40:]))
+        raise AssertionError(f"no {text!r} within {timeout} s:\n" + self.report())
+
+    def report(self) -> str:
+        """Its last output and the end of every component's log: the sandbox and the
+        state directory are gone when CI shows a failure."""
+        tails = [f"--- {log.name}: " + " | ".join(log.read_text(errors="replace").splitlines()[-5:])
+                 for log in sorted((self.state / "logs").glob("*.log"))]  # fmt: skip
+        return "\n".join(self.lines[-40:] + tails)
 
     def pid(self, name: str) -> int:
         return int((self.state / "run" / f"{name}.pid").read_text())

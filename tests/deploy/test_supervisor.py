@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -74,4 +75,44 @@ def test_child_that_never_gets_ready_names_its_log(tmp_path: Path) -> None:
     sup = Supervisor(tmp_path / "logs")
     with pytest.raises(StartError, match=r"mute did not start \(exit 1\); see .*mute\.log"):
         sup.start("mute", [sys.executable, "-c", "import sys; sys.exit(1)"])
+    sup.stop_all(grace=1)
+
+
+def _unused_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _listen_after(delay: float, port: int) -> list[str]:
+    return [sys.executable, "-c", f"import socket, time; time.sleep({delay}); "
+            f"s = socket.create_server(('127.0.0.1', {port})); time.sleep(600)"]  # fmt: skip
+
+
+def test_child_without_ready_line_is_started_once_its_ports_accept(tmp_path: Path) -> None:
+    """HAProxy and Prometheus print no READY: `make up` must not use them before they
+    listen (a demo inference once found HAProxy's frontend not yet bound)."""
+    sup = Supervisor(tmp_path / "logs")
+    port = _unused_port()
+    sup.start("slow", _listen_after(0.5, port), ready=None, listens=(port,))
+    socket.create_connection(("127.0.0.1", port), timeout=1).close()  # refused if not waited
+    sup.stop_all(grace=1)
+
+
+def test_child_that_exits_before_listening_says_so(tmp_path: Path) -> None:
+    sup = Supervisor(tmp_path / "logs")
+    with pytest.raises(
+        StartError,
+        match=r"gone exited \(exit code 2\) before listening on port \d+; see .*gone\.log",
+    ):
+        sup.start("gone", [sys.executable, "-c", "raise SystemExit(2)"], ready=None,
+                  listens=(_unused_port(),))  # fmt: skip
+    sup.stop_all(grace=1)
+
+
+def test_child_that_never_listens_is_stopped_after_the_timeout(tmp_path: Path) -> None:
+    sup = Supervisor(tmp_path / "logs")
+    port = _unused_port()
+    with pytest.raises(StartError, match=rf"deaf did not listen on port {port} within 1 s"):
+        sup.start("deaf", _listen_after(60, port), ready=None, timeout=1.0, listens=(port,))
     sup.stop_all(grace=1)
