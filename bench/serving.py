@@ -60,6 +60,7 @@ from ai_edge_litert.interpreter import Interpreter
 from bench import echo, load, native_load
 from bench.load import Target, Throughput, percentile, request
 from inference import grpc_predict_v2_pb2 as pb
+from services.loopback import ports as loopback
 from services.model_server import imaging
 from services.model_server.tensor_spec import DTYPES
 from services.model_server.zoo import calibration
@@ -193,14 +194,6 @@ def wait_ready(proc: subprocess.Popen[str], what: str) -> str:
     raise RuntimeError(f"{what} exited before it was ready (code {proc.wait()})")
 
 
-def free_port() -> int:
-    import socket  # noqa: PLC0415
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def stop(proc: subprocess.Popen[str]) -> None:
     proc.terminate()
     try:
@@ -230,7 +223,7 @@ def s3ml_server(args: argparse.Namespace, settings: tuple[str, ...]) -> Iterator
         models_dir = Path(tmp) / "models"
         register(acs, seal_zoo(models_dir, MODELS), model_server_mrenclave())
         creds = client_credentials(acs, "bench")
-        port = free_port()
+        port = loopback.kernel_port()
         argv = [
             a.replace("127.0.0.1:0", f"127.0.0.1:{port}")
             for a in server_args(acs, models_dir, MODELS, *settings)
@@ -255,7 +248,7 @@ def venv_environment() -> dict[str, str]:
 @contextlib.contextmanager
 def peer_server(kind: str, args: argparse.Namespace) -> Iterator[Target]:
     python = Path("/root/.cache/s3ml-bench") / f"venv-{kind}" / "bin" / "python"
-    port = free_port()
+    port = loopback.kernel_port()
     cmd = [str(python), str(PEERS / f"run_{kind}.py"), "--models-dir", str(ZOO),
            "--grpc-port", str(port), "--http-port", str(port + 1)]  # fmt: skip
     with running(cmd, kind, args.verbose, venv_environment()) as pid:

@@ -9,13 +9,13 @@ exactly like the first ones.
 from __future__ import annotations
 
 import itertools
-import socket
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from deploy.local.cluster import Cluster, Replica, service_name
 from deploy.local.supervisor import StartError, Supervisor
+from services.loopback import ports as loopback
 from services.scaler.controller.ports import BackendError
 from services.scaler.controller.ports import Replica as Started
 
@@ -43,12 +43,6 @@ class ReplicaContext:
         ]  # fmt: skip
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class LocalLauncher:
     """Starts and stops extra replicas as supervised processes (the controller's scale-out)."""
 
@@ -69,7 +63,7 @@ class LocalLauncher:
             raise BackendError(f"cannot place {model!r} on {node!r}: not in this cluster")
         with self._lock:
             name = f"{node}-{model}-s{next(self._serial)}"
-        replica = Replica(index, model, _free_port(), _free_port())
+        replica = Replica(index, model, loopback.kernel_port(), loopback.kernel_port())
         try:
             self._sup.start(name, self._context.argv(replica, name))
         except StartError as err:

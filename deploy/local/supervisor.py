@@ -11,13 +11,14 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
+
+from services.loopback import ports as loopback
 
 BACKOFF_START = 1.0
 BACKOFF_MAX = 30.0
@@ -131,20 +132,19 @@ class Supervisor:
     ) -> None:
         deadline = time.monotonic() + timeout
         for port in ports:
-            while not _accepts(port):
-                if proc.poll() is not None:
-                    raise StartError(
-                        f"{name} exited ({_describe(proc.returncode)}) before listening on "
-                        f"port {port}; see {self.logs / f'{name}.log'}"
-                    )
-                if time.monotonic() > deadline:
-                    _kill_if_running(proc)
-                    proc.wait()
-                    raise StartError(
-                        f"{name} did not listen on port {port} within {timeout:.0f} s; "
-                        f"see {self.logs / f'{name}.log'}"
-                    )
-                time.sleep(0.05)
+            if loopback.listening(proc, port, deadline):
+                continue
+            if proc.poll() is not None:
+                raise StartError(
+                    f"{name} exited ({_describe(proc.returncode)}) before listening on "
+                    f"port {port}; see {self.logs / f'{name}.log'}"
+                )
+            _kill_if_running(proc)
+            proc.wait()
+            raise StartError(
+                f"{name} did not listen on port {port} within {timeout:.0f} s; "
+                f"see {self.logs / f'{name}.log'}"
+            )
 
     def restart_dead(self, now: float | None = None) -> list[str]:
         """Restarts children that exited, each on its own backoff; returns what it did."""
@@ -218,14 +218,6 @@ def _describe(code: int) -> str:
 def _kill_group(pgid: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
-
-
-def _accepts(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1.0).close()
-    except OSError:
-        return False
-    return True
 
 
 def _kill_if_running(proc: subprocess.Popen[str]) -> None:

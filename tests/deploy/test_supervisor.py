@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from deploy.local.supervisor import StartError, Supervisor
+from services.loopback import ports as loopback
 
 READY = [sys.executable, "-c", "import time; print('READY', flush=True); time.sleep(600)"]
 
@@ -78,12 +79,6 @@ def test_child_that_never_gets_ready_names_its_log(tmp_path: Path) -> None:
     sup.stop_all(grace=1)
 
 
-def _unused_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _listen_after(delay: float, port: int) -> list[str]:
     return [sys.executable, "-c", f"import socket, time; time.sleep({delay}); "
             f"s = socket.create_server(('127.0.0.1', {port})); time.sleep(600)"]  # fmt: skip
@@ -93,7 +88,7 @@ def test_child_without_ready_line_is_started_once_its_ports_accept(tmp_path: Pat
     """HAProxy and Prometheus print no READY: `make up` must not use them before they
     listen (a demo inference once found HAProxy's frontend not yet bound)."""
     sup = Supervisor(tmp_path / "logs")
-    port = _unused_port()
+    port = loopback.kernel_port()
     sup.start("slow", _listen_after(0.5, port), ready=None, listens=(port,))
     socket.create_connection(("127.0.0.1", port), timeout=1).close()  # refused if not waited
     sup.stop_all(grace=1)
@@ -106,13 +101,13 @@ def test_child_that_exits_before_listening_says_so(tmp_path: Path) -> None:
         match=r"gone exited \(exit code 2\) before listening on port \d+; see .*gone\.log",
     ):
         sup.start("gone", [sys.executable, "-c", "raise SystemExit(2)"], ready=None,
-                  listens=(_unused_port(),))  # fmt: skip
+                  listens=(loopback.kernel_port(),))  # fmt: skip
     sup.stop_all(grace=1)
 
 
 def test_child_that_never_listens_is_stopped_after_the_timeout(tmp_path: Path) -> None:
     sup = Supervisor(tmp_path / "logs")
-    port = _unused_port()
+    port = loopback.kernel_port()
     with pytest.raises(StartError, match=rf"deaf did not listen on port {port} within 1 s"):
         sup.start("deaf", _listen_after(60, port), ready=None, timeout=1.0, listens=(port,))
     sup.stop_all(grace=1)

@@ -114,14 +114,15 @@ def launch(start: dp.Start, reported: Reported | None = None) -> dataplane.Nativ
     return dataplane.NativeDataPlane(start, reported or Reported())
 
 
-def channel(plane: dataplane.NativeDataPlane, pki: Pki, who: Party) -> grpc.Channel:
+def channel(port: int, pki: Pki, who: Party) -> grpc.Channel:
+    """mTLS to a data plane on `port` as `who`."""
     creds = grpc.ssl_channel_credentials(pki.ca_pem, who.key_pem, who.cert_pem)
     return grpc.secure_channel(
-        f"127.0.0.1:{plane.port}", creds, [("grpc.ssl_target_name_override", SERVER_NAME)]
+        f"127.0.0.1:{port}", creds, [("grpc.ssl_target_name_override", SERVER_NAME)]
     )
 
 
 def stub_for(
     plane: dataplane.NativeDataPlane, pki: Pki, who: Party
 ) -> pb_grpc.GRPCInferenceServiceStub:
-    return pb_grpc.GRPCInferenceServiceStub(channel(plane, pki, who))
+    return pb_grpc.GRPCInferenceServiceStub(channel(plane.port, pki, who))

@@ -34,6 +34,7 @@ from tests.model_server.native_harness import (
     SERVER_NAME,
     Pki,
     Reported,
+    channel,
     launch,
     make_pki,
     model,
@@ -125,13 +126,13 @@ def test_role_outside_the_policy_is_permission_denied(pki: Pki) -> None:
 def test_client_without_certificate_cannot_connect(
     plane: dataplane.NativeDataPlane, pki: Pki
 ) -> None:
-    channel = grpc.secure_channel(
+    anonymous = grpc.secure_channel(
         f"127.0.0.1:{plane.port}",
         grpc.ssl_channel_credentials(pem(pki.ca.cert)),
         [("grpc.ssl_target_name_override", SERVER_NAME)],
     )
     code, _ = _code(
-        lambda: pb_grpc.GRPCInferenceServiceStub(channel).ServerLive(
+        lambda: pb_grpc.GRPCInferenceServiceStub(anonymous).ServerLive(
             pb.ServerLiveRequest(), timeout=5
         )
     )
@@ -210,10 +211,7 @@ def test_a_killed_supervisor_fails_no_call(pki: Pki) -> None:
         dataplane.write_control(child.stdin, dp.Control(start=start))
         ready = next(dataplane.read_events(child.stdout))
         assert ready.HasField("ready"), ready
-        creds = grpc.ssl_channel_credentials(pki.ca_pem, pki.client.key_pem, pki.client.cert_pem)
-        target = f"127.0.0.1:{ready.ready.port}"
-        options = [("grpc.ssl_target_name_override", SERVER_NAME)]
-        with grpc.secure_channel(target, creds, options) as chan:
+        with channel(ready.ready.port, pki, pki.client) as chan:
             stub = pb_grpc.GRPCInferenceServiceStub(chan)
             stub.ServerLive(pb.ServerLiveRequest(), timeout=10)  # the connection is up
             child.stdout.close()  # the supervisor's end of the events pipe is gone

@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from services.loopback import ports
+
 
 class SwtpmError(Exception):
     """swtpm could not be set up or started; the message says which step."""
@@ -27,35 +29,13 @@ def _bindable(port: int) -> bool:
     return True
 
 
-def _kernel_port() -> int:
-    """A port the kernel hands out for bind(0): from its ephemeral range, which is kept
-    clear of configured services (the local cluster's ports and a test's are below it),
-    so a swtpm never takes a port a service is about to listen on."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
-
-
 def _free_port_pair() -> int:
     """A port p with p + 1 free too: tpm2-tss's swtpm TCTI expects control on p + 1."""
     for _ in range(200):
-        port = _kernel_port()
+        port = ports.kernel_port()
         if port < 65535 and _bindable(port + 1):
             return port
     raise SwtpmError("no pair of free ports for swtpm")
-
-
-def _accepts(process: subprocess.Popen[bytes], port: int) -> bool:
-    """True once swtpm accepts on `port`; False at once if it exited (or after 10 s)."""
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return True
-        except OSError:
-            time.sleep(0.05)
-    return False
 
 
 @dataclass
@@ -111,7 +91,7 @@ class Swtpm:
         for _ in range(3):  # another process may bind the pair between the check and swtpm
             self.port = _free_port_pair()
             self.process = self._spawn(self.port)
-            if _accepts(self.process, self.port):
+            if ports.listening(self.process, self.port, time.monotonic() + 10):
                 self._reset_lockout()
                 return
             if self.process.poll() is None:
