@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 import multiprocessing
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import grpc
@@ -52,20 +54,33 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def sequential(
-    target: Target, req: pb.ModelInferRequest, count: int, warmup: int = 20
-) -> list[float]:
-    """Latencies (s) of `count` back-to-back calls from one client."""
+@contextmanager
+def session(
+    target: Target, req: pb.ModelInferRequest, warmup: int = 20
+) -> Iterator[Callable[[int], list[float]]]:
+    """One warmed-up channel; yields `calls(n)`, the latencies (s) of n back-to-back calls."""
     with target.channel() as channel:
         call = pb_grpc.GRPCInferenceServiceStub(channel).ModelInfer
         for _ in range(warmup):
             call(req, timeout=60)
-        out = []
-        for _ in range(count):
-            start = time.perf_counter()
-            call(req, timeout=60)
-            out.append(time.perf_counter() - start)
-    return out
+
+        def calls(count: int) -> list[float]:
+            out = []
+            for _ in range(count):
+                start = time.perf_counter()
+                call(req, timeout=60)
+                out.append(time.perf_counter() - start)
+            return out
+
+        yield calls
+
+
+def sequential(
+    target: Target, req: pb.ModelInferRequest, count: int, warmup: int = 20
+) -> list[float]:
+    """Latencies (s) of `count` back-to-back calls from one client."""
+    with session(target, req, warmup) as calls:
+        return calls(count)
 
 
 @dataclass(frozen=True)

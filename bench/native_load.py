@@ -15,7 +15,7 @@ import os
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
@@ -77,6 +77,44 @@ def sequential(
             timeout=600,
         ).stdout
     return [float(ms) / 1e3 for ms in out.split()]
+
+
+@contextmanager
+def session(
+    target: Target,
+    req: pb.ModelInferRequest,
+    warmup: int = 20,
+    transport: Transport = "h2",
+) -> Iterator[Callable[[int], list[float]]]:
+    """One warmed-up connection kept open; yields `calls(n)`, the latencies (s) of n
+    back-to-back calls, so a caller can interleave its own measurements between blocks."""
+    with _command(target, req, transport) as cmd:
+        proc = subprocess.Popen(
+            [*cmd, "session", str(warmup)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        assert proc.stdin is not None
+        assert proc.stdout is not None
+        stdin, stdout = proc.stdin, proc.stdout
+
+        def calls(count: int) -> list[float]:
+            stdin.write(f"{count}\n")
+            stdin.flush()
+            got = [float(ms) / 1e3 for ms in stdout.readline().split()]
+            if len(got) != count:
+                raise RuntimeError(f"loadgen's calls to {target.address} failed")
+            return got
+
+        try:
+            if stdout.readline().strip() != "ready":
+                raise RuntimeError(f"loadgen could not warm up a connection to {target.address}")
+            yield calls
+        finally:
+            stdin.close()
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
 def tls_floor(

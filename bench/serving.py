@@ -1,9 +1,11 @@
 """Serving benchmark: raw TFLite invoke vs s3ml end to end vs MLServer and KServe.
 
 For each of the paper's four models, in one run on this machine:
-- raw: one `ai-edge-litert` interpreter (1 thread): invoke p50/p99 back to back, and
-  p50 with the core idle 1 ms between invokes (raw_idle: what a request/response
-  server's invoke costs at best); invokes/s with two interpreters on two threads (the
+- raw: one `ai-edge-litert` interpreter (1 thread): invoke p50/p99 back to back, in
+  blocks of 20 that alternate with blocks of 20 of s3ml's sequential calls, so the raw
+  p50 and s3ml's are taken over the same seconds and the machine's drift cancels out of
+  the overhead; p50 with the core idle 1 ms between invokes (raw_idle: what a
+  request/response server's invoke costs at best); invokes/s with two interpreters on two threads (the
   same two cores the servers get), measured right before and right after s3ml's run and
   averaged (this machine's speed drifts by 10 % from one run to the next);
 - s3ml: the model server over attested mTLS (sim platform), native data plane unless
@@ -16,7 +18,7 @@ For each of the paper's four models, in one run on this machine:
 - tls_floor: bare TLS round trips on loopback carrying the request's and the reply's
   bytes and nothing else (bench/loadgen/tlsfloor.cc), its server busy for one raw invoke
   (p50) before each answer, so the client's core idles as long as any server's client
-  does (waking it after 11 ms costs ~0.3 ms here); minus that invoke, the floor under any
+  does (waking it after 11 ms costs ~0.3 ms here); minus that busy wait, the floor under any
   TLS server's overhead: overhead_ms = tls_floor_ms + beyond_floor_ms, the latter what
   s3ml's HTTP/2, gRPC, validation and reply (and the client's framing) add;
 - MLServer and KServe's model server, plaintext gRPC, each with a small custom
@@ -97,15 +99,22 @@ PLANE_ARGS = {
 NOT_PEERS = ("s3ml", "echo", "s3ml_alt", "s3ml_python")
 
 
+Calls = Callable[[int], list[float]]  # latencies (s) of n back-to-back calls on one connection
+
+
 @dataclass(frozen=True)
 class Client:
-    sequential: Callable[[Target, pb.ModelInferRequest, int], list[float]]
+    session: Callable[[Target, pb.ModelInferRequest], contextlib.AbstractContextManager[Calls]]
     measured_throughput: Callable[[Target, pb.ModelInferRequest, int, float], Throughput]
+
+    def sequential(self, target: Target, req: pb.ModelInferRequest, count: int) -> list[float]:
+        with self.session(target, req) as calls:
+            return calls(count)
 
 
 def _loadgen(transport: native_load.Transport) -> Client:
     return Client(
-        partial(native_load.sequential, transport=transport),
+        partial(native_load.session, transport=transport),
         partial(native_load.measured_throughput, transport=transport),
     )
 
@@ -116,7 +125,7 @@ def _loadgen(transport: native_load.Transport) -> Client:
 CLIENTS = {
     "h2": _loadgen("h2"),
     "grpc": _loadgen("grpc"),
-    "python": Client(load.sequential, load.measured_throughput),
+    "python": Client(load.session, load.measured_throughput),
 }
 
 
@@ -149,11 +158,7 @@ def _interpreter(model: str) -> Interpreter:
     return it
 
 
-def raw_latency(model: str, count: int, pause_s: float = 0.0) -> list[float]:
-    """Invoke latencies; `pause_s` idles the core between invokes, as a request/response
-    server's core idles while the answer travels and the next request arrives (caches
-    and the core's clock go cold: the invoke itself gets slower, for every server)."""
-    one = _interpreter(model)
+def _invokes(one: Interpreter, count: int, pause_s: float = 0.0) -> list[float]:
     out = []
     for _ in range(count):
         if pause_s:
@@ -162,6 +167,31 @@ def raw_latency(model: str, count: int, pause_s: float = 0.0) -> list[float]:
         one.invoke()
         out.append(time.perf_counter() - start)
     return out
+
+
+def raw_latency(model: str, count: int, pause_s: float = 0.0) -> list[float]:
+    """Invoke latencies; `pause_s` idles the core between invokes, as a request/response
+    server's core idles while the answer travels and the next request arrives (caches
+    and the core's clock go cold: the invoke itself gets slower, for every server)."""
+    return _invokes(_interpreter(model), count, pause_s)
+
+
+PAIRED_BLOCK = 20  # calls (and invokes) per block; a block's first call follows an idle server
+
+
+def paired_latency(model: str, calls: Calls, count: int) -> tuple[list[float], list[float]]:
+    """Raw invoke latencies and a server's call latencies, taken in alternating blocks over
+    the same seconds. This machine's invoke time wanders by 10-50 % from one second to the
+    next (other tenants), so a raw p50 taken seconds before the server's would put that
+    drift into the overhead; interleaved, both see the same machine."""
+    one = _interpreter(model)
+    raw: list[float] = []
+    served: list[float] = []
+    while len(raw) < count:
+        n = min(PAIRED_BLOCK, count - len(raw))
+        raw += _invokes(one, n)
+        served += calls(n)
+    return raw, served
 
 
 RAW_THREADS = 2  # the machine's cores
@@ -295,16 +325,22 @@ def one_round(model: str, targets: dict[str, Target], args: argparse.Namespace) 
     """raw, then every server, latency first and throughput second, all within a minute."""
     batch, datatype = model_input(model)
     req = request(model, batch, datatype)
-    lat = raw_latency(model, args.requests)
-    got = {"raw_p50": percentile(lat, 0.5) * 1e3, "raw_p99": percentile(lat, 0.99) * 1e3}
-    got["raw_idle_p50"] = percentile(raw_latency(model, args.requests, IDLE_PAUSE_S), 0.5) * 1e3
-    floor = native_load.tls_floor(
-        req.ByteSize() + GRPC_PREFIX_BYTES, reply_bytes(model), args.requests,
-        busy_s=percentile(lat, 0.5),
-    )  # fmt: skip
-    got["tls_floor_p50"] = percentile(floor, 0.5) * 1e3  # one raw invoke (p50) included
     client = CLIENTS[args.client]
+    with client.session(targets["s3ml"], req) as calls:  # raw and s3ml over the same seconds
+        raw, served = paired_latency(model, calls, args.requests)
+    got = {"raw_p50": percentile(raw, 0.5) * 1e3, "raw_p99": percentile(raw, 0.99) * 1e3}
+    got["s3ml_p50"] = percentile(served, 0.5) * 1e3
+    got["s3ml_p99"] = percentile(served, 0.99) * 1e3
+    got["raw_idle_p50"] = percentile(raw_latency(model, args.requests, IDLE_PAUSE_S), 0.5) * 1e3
+    busy_s = percentile(raw, 0.5)
+    floor = native_load.tls_floor(
+        req.ByteSize() + GRPC_PREFIX_BYTES, reply_bytes(model), args.requests, busy_s=busy_s
+    )
+    got["tls_floor_busy"] = busy_s * 1e3
+    got["tls_floor_p50"] = percentile(floor, 0.5) * 1e3  # its busy wait included
     for name, target in targets.items():
+        if name == "s3ml":
+            continue  # measured above, paired with raw
         lat = client.sequential(target, req, args.requests)
         got[f"{name}_p50"] = percentile(lat, 0.5) * 1e3
         got[f"{name}_p99"] = percentile(lat, 0.99) * 1e3
@@ -332,11 +368,14 @@ def derived(got: dict[str, float], peers: list[str]) -> dict[str, float]:
     """Per-round ratios: each compares figures of the same round."""
     # An invoke's share of the raw run's cores, in ms of CPU.
     invoke_cpu_ms = ratio(RAW_THREADS * 1e3, got["raw_tput"])
+    overhead_ms = got["s3ml_p50"] - got["raw_p50"]  # taken over the same seconds
+    # The floor's server spins for exactly `tls_floor_busy`: the rest is moving the bytes.
+    tls_floor_ms = got["tls_floor_p50"] - got["tls_floor_busy"]
     out = {
-        "overhead_ms": got["s3ml_p50"] - got["raw_p50"],
+        "overhead_ms": overhead_ms,
         "idle_invoke_ms": got["raw_idle_p50"] - got["raw_p50"],
-        "tls_floor_ms": got["tls_floor_p50"] - got["raw_p50"],
-        "beyond_floor_ms": got["s3ml_p50"] - got["tls_floor_p50"],
+        "tls_floor_ms": tls_floor_ms,
+        "beyond_floor_ms": overhead_ms - tls_floor_ms,
         "echo_ms": got["echo_p50"],
         "echo_tput_vs_raw": ratio(got["echo_tput"], got["raw_tput"]),
         "tput_vs_raw": ratio(got["s3ml_tput"], got["raw_tput"]),

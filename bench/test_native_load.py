@@ -1,6 +1,7 @@
 """The C++ load generator, over both its transports, against a real echo server on loopback.
 
-It must complete calls, report plausible latencies and counts, count only the
+It must complete calls (also in blocks on one kept connection, for the serving
+bench's raw/s3ml interleaving), report plausible latencies and counts, count only the
 measured window, refuse a server whose certificate it cannot verify, report a
 call the server fails, and speak plaintext HTTP/2 to a server without TLS. Its
 companion tlsfloor (bare TLS round trips) must move the bytes it is told to.
@@ -15,8 +16,11 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from bench import echo, native_load
+from bench import echo, load, native_load
 from bench.load import Target, request
+from services.attest import mtls
+from services.model_server.server import _peer_policy
+from tests.model_server import native_harness
 
 REQ = request("m", np.zeros((1, 128, 128, 3), np.uint8), "UINT8")
 TRANSPORTS = pytest.mark.parametrize("transport", ["h2", "grpc"])
@@ -44,6 +48,58 @@ def test_sequential_latencies(target: Target, transport: native_load.Transport) 
     latencies = native_load.sequential(target, REQ, 50, warmup=5, transport=transport)
     assert len(latencies) == 50
     assert all(0 < s < 1.0 for s in latencies)
+
+
+@TRANSPORTS
+def test_a_session_answers_block_after_block(
+    target: Target, transport: native_load.Transport
+) -> None:
+    with native_load.session(target, REQ, warmup=2, transport=transport) as calls:
+        first, second = calls(5), calls(3)
+    assert len(first) == 5
+    assert len(second) == 3
+    assert all(0 < s < 1.0 for s in first + second)
+
+
+def test_a_session_reports_a_failed_call(target: Target) -> None:
+    missing = request("missing", np.zeros((1, 4), np.uint8), "UINT8")
+    with (
+        pytest.raises(RuntimeError, match="could not warm up"),
+        native_load.session(target, missing, warmup=1),
+    ):
+        pass
+    with (
+        native_load.session(target, missing, warmup=0) as calls,
+        pytest.raises(RuntimeError, match=r"calls to .* failed"),
+    ):
+        calls(1)
+
+
+def test_the_python_client_session_answers_blocks(target: Target) -> None:
+    with load.session(target, REQ, warmup=1) as calls:
+        assert len(calls(4)) == 4
+        assert len(calls(2)) == 2
+
+
+@pytest.fixture(scope="module")
+def native_plane() -> Iterator[Target]:
+    """s3ml's data plane, which allows 1 MiB DATA frames (gRPC's echo allows 16 KiB)."""
+    pki = native_harness.make_pki()
+    policy = _peer_policy(mtls.RevocationList())
+    running = native_harness.launch(native_harness.start_message(pki, policy))
+    client = (pki.ca_pem, pki.client.key_pem, pki.client.cert_pem)
+    yield Target(f"127.0.0.1:{running.port}", client, native_harness.SERVER_NAME)
+    running.stop()
+
+
+def test_h2_sends_a_big_tensor_in_large_frames_the_server_answers(native_plane: Target) -> None:
+    """The plane allows 1 MiB DATA frames, so h2call sends this 197 KB body as one frame
+    written straight from the message (its large-frame path): a byte out of place would
+    fail the call (INVALID_ARGUMENT or INTERNAL), and the run with it."""
+    batch = request(native_harness.MODEL, np.full((4, 128, 128, 3), 90, np.uint8), "UINT8")
+    assert len(native_load.sequential(native_plane, batch, 5, warmup=1)) == 5
+    with native_load.session(native_plane, batch, warmup=1) as calls:
+        assert len(calls(3)) == 3
 
 
 @TRANSPORTS

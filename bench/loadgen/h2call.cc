@@ -10,8 +10,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <stdexcept>
+#include <string_view>
 #include <vector>
 
 namespace s3ml::loadgen {
@@ -89,19 +91,23 @@ nghttp2_nv Header(const char* name, const std::string& value) {
 }  // namespace
 
 // The call in flight. Its body is sent from where the caller keeps the message: nghttp2
-// frames it without copying (NO_COPY), and SendData gathers each frame's header and bytes
-// straight into the channel's write buffer.
+// frames it without copying (NO_COPY), in frames as large as the server allows; SendData
+// gathers a small frame's header and bytes into the channel's write buffer, and writes a
+// large frame's bytes to TLS straight from the message.
 struct H2Channel::Call {
   explicit Call(const std::string& m) : prefix(dataplane::Prefix(m.size())), message(m) {}
   size_t Size() const { return prefix.size() + message.size(); }
-  void Append(size_t n, std::string* out) {  // body bytes [sent, sent + n)
+  // Moves body bytes [sent, sent + n) along: the gRPC prefix's part is appended to `out`,
+  // and the message's part returned where it lies.
+  std::string_view Take(size_t n, std::string* out) {
     if (sent < prefix.size()) {
       const size_t head = std::min(n, prefix.size() - sent);
       out->append(prefix, sent, head);
       sent += head, n -= head;
     }
-    out->append(message, sent - prefix.size(), n);
+    const std::string_view bytes(message.data() + (sent - prefix.size()), n);
     sent += n;
+    return bytes;
   }
 
   int32_t stream = -1;
@@ -160,9 +166,20 @@ int H2Channel::SendData(nghttp2_session*, nghttp2_frame* frame, const uint8_t* f
   auto* channel = static_cast<H2Channel*>(self);
   if (frame->data.padlen != 0) return NGHTTP2_ERR_CALLBACK_FAILURE;  // never asked for
   channel->out_.append(reinterpret_cast<const char*>(framehd), 9);
-  static_cast<Call*>(source->ptr)->Append(length, &channel->out_);
-  if (channel->out_.size() >= kWriteChunk && !channel->WriteOut()) return NGHTTP2_ERR_CALLBACK_FAILURE;
-  return 0;
+  const std::string_view bytes = static_cast<Call*>(source->ptr)->Take(length, &channel->out_);
+  if (bytes.size() < kWriteChunk) {
+    channel->out_.append(bytes);
+    return channel->out_.size() < kWriteChunk || channel->WriteOut() ? 0 : NGHTTP2_ERR_CALLBACK_FAILURE;
+  }
+  const bool sent = channel->WriteOut() && channel->Write(bytes.data(), bytes.size());
+  return sent ? 0 : NGHTTP2_ERR_CALLBACK_FAILURE;
+}
+
+// DATA frames as large as the windows and the server's SETTINGS_MAX_FRAME_SIZE allow
+// (nghttp2 otherwise stops at 16 KiB).
+ssize_t H2Channel::FrameLength(nghttp2_session*, uint8_t, int32_t, int32_t session_window, int32_t stream_window,
+                               uint32_t max_frame, void*) {
+  return std::min<ssize_t>({session_window, stream_window, static_cast<ssize_t>(max_frame)});
 }
 
 H2Channel::H2Channel(const H2Options& options) : options_(options) {
@@ -185,6 +202,7 @@ H2Channel::H2Channel(const H2Options& options) : options_(options) {
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, OnData);
   nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, OnClose);
   nghttp2_session_callbacks_set_send_data_callback(callbacks, SendData);
+  nghttp2_session_callbacks_set_data_source_read_length_callback(callbacks, FrameLength);
   nghttp2_session_client_new(&session_, callbacks, this);
   nghttp2_session_callbacks_del(callbacks);
   const nghttp2_settings_entry settings[] = {{NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
@@ -201,14 +219,18 @@ H2Channel::~H2Channel() {
   if (fd_ >= 0) close(fd_);
 }
 
-bool H2Channel::WriteOut() {
-  size_t done = 0;
-  while (done < out_.size()) {
-    const int n = ssl_ != nullptr ? SSL_write(ssl_, out_.data() + done, static_cast<int>(out_.size() - done))
-                                  : static_cast<int>(send(fd_, out_.data() + done, out_.size() - done, MSG_NOSIGNAL));
+bool H2Channel::Write(const char* data, size_t size) {
+  for (size_t done = 0; done < size;) {
+    const int n = ssl_ != nullptr ? SSL_write(ssl_, data + done, static_cast<int>(size - done))
+                                  : static_cast<int>(send(fd_, data + done, size - done, MSG_NOSIGNAL));
     if (n <= 0) return false;
     done += static_cast<size_t>(n);
   }
+  return true;
+}
+
+bool H2Channel::WriteOut() {
+  if (!Write(out_.data(), out_.size())) return false;
   out_.clear();
   return true;
 }

@@ -45,9 +45,12 @@ class H2Channel {
                           nghttp2_data_source* source, void*);
   static int SendData(nghttp2_session*, nghttp2_frame* frame, const uint8_t* framehd, size_t length,
                       nghttp2_data_source* source, void* self);
+  static ssize_t FrameLength(nghttp2_session*, uint8_t, int32_t, int32_t session_window, int32_t stream_window,
+                             uint32_t max_frame, void*);
 
   bool Flush();     // everything nghttp2 has to send
   bool WriteOut();  // out_ to the socket
+  bool Write(const char* data, size_t n);
   bool Receive();
 
   H2Options options_;

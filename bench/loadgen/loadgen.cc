@@ -8,6 +8,10 @@
 //   loadgen --target H:P [--ca F --cert F --key F --server-name N] [--transport h2|grpc]
 //           --request F latency N WARMUP
 //     prints one latency (ms) per line
+//   loadgen ... session WARMUP
+//     one connection kept open: prints "ready" after WARMUP calls, then for each count N
+//     read from stdin makes N calls and prints their latencies (ms) on one line, until
+//     stdin ends (so a caller can interleave its own measurements between blocks)
 //   loadgen ... throughput THREADS
 //     THREADS connections, each calling back to back; prints "ready" once all have
 //     answered a first call, then reads "BEGIN UNTIL" (epoch seconds) from stdin and
@@ -151,18 +155,43 @@ std::unique_ptr<Caller> Connect(const Options& o) {
   return std::make_unique<H2Caller>(o);
 }
 
-int Latency(const Options& o, const inference::ModelInferRequest& req, int count, int warmup) {
-  auto caller = Connect(o);
+bool Warm(Caller* caller, const inference::ModelInferRequest& req, int warmup) {
   for (int i = 0; i < warmup; ++i) {
-    if (!caller->Call(req)) return 1;
+    if (!caller->Call(req)) return false;
   }
+  return true;
+}
+
+// Latencies (ms) of `count` back-to-back calls; empty if one failed.
+std::vector<double> Calls(Caller* caller, const inference::ModelInferRequest& req, int count) {
   std::vector<double> ms;
   for (int i = 0; i < count; ++i) {
     const auto start = std::chrono::steady_clock::now();
-    if (!caller->Call(req)) return 1;
+    if (!caller->Call(req)) return {};
     ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
   }
+  return ms;
+}
+
+int Latency(const Options& o, const inference::ModelInferRequest& req, int count, int warmup) {
+  auto caller = Connect(o);
+  if (!Warm(caller.get(), req, warmup)) return 1;
+  const std::vector<double> ms = Calls(caller.get(), req, count);
+  if (ms.size() != static_cast<size_t>(count)) return 1;
   for (double v : ms) std::cout << v << "\n";
+  return 0;
+}
+
+int Session(const Options& o, const inference::ModelInferRequest& req, int warmup) {
+  auto caller = Connect(o);
+  if (!Warm(caller.get(), req, warmup)) return 1;
+  std::cout << "ready" << std::endl;
+  for (int count; std::cin >> count && count > 0;) {
+    const std::vector<double> ms = Calls(caller.get(), req, count);
+    if (ms.size() != static_cast<size_t>(count)) return 1;
+    for (size_t i = 0; i < ms.size(); ++i) std::cout << (i ? " " : "") << ms[i];
+    std::cout << std::endl;
+  }
   return 0;
 }
 
@@ -212,13 +241,14 @@ int main(int argc, char** argv) {
       !(transport.empty() || transport == "h2" || transport == "grpc")) {
     std::cerr << "usage: loadgen --target H:P [--ca F --cert F --key F --server-name N] [--transport h2|grpc] "
                  "--request F "
-                 "(latency COUNT WARMUP | throughput THREADS)\n";
+                 "(latency COUNT WARMUP | session WARMUP | throughput THREADS)\n";
     return 2;
   }
   try {
     if (o.rest[0] == "latency" && o.rest.size() == 3) {
       return Latency(o, req, std::stoi(o.rest[1]), std::stoi(o.rest[2]));
     }
+    if (o.rest[0] == "session" && o.rest.size() == 2) return Session(o, req, std::stoi(o.rest[1]));
     if (o.rest[0] == "throughput" && o.rest.size() == 2) return Throughput(o, req, std::stoi(o.rest[1]));
   } catch (const std::exception& e) {  // cannot connect, handshake refused
     std::cerr << "loadgen: " << e.what() << "\n";

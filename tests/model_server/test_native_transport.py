@@ -312,6 +312,22 @@ def _mobilenet_request(batch: int = 1) -> pb.ModelInferRequest:
     return request
 
 
+def test_a_tensor_may_arrive_in_one_large_data_frame(
+    h2c: RawH2, plane: dataplane.NativeDataPlane, pki: Pki
+) -> None:
+    """The plane allows 1 MiB DATA frames (SETTINGS_MAX_FRAME_SIZE), so a client may send a
+    big tensor in one frame instead of 16 KiB pieces; the answer is the same."""
+    assert h2c.conn.remote_settings.max_frame_size == 1 << 20
+    request = _mobilenet_request(batch=4)  # 197 KB
+    body = framed(request.SerializeToString())
+    assert 16384 < len(body) <= h2c.conn.max_outbound_frame_size  # one DATA frame
+    got = h2c.outcome(h2c.send(SERVICE + "ModelInfer", body))
+    assert got.grpc_status == 0
+    expected = stub_for(plane, pki, pki.client).ModelInfer(request, timeout=10)
+    answer = pb.ModelInferResponse.FromString(got.data[5:])
+    assert answer.raw_output_contents == expected.raw_output_contents
+
+
 def test_calls_multiplexed_on_one_connection_wait_for_the_interpreter(pki: Pki) -> None:
     """One interpreter, eight calls at once on one HTTP/2 connection: they queue for it
     (run by whichever thread frees it) and all get the same, right answer."""
