@@ -2,9 +2,9 @@
 
 For each of the paper's four models, in one run on this machine:
 - raw: one `ai-edge-litert` interpreter (1 thread): invoke p50/p99 back to back, in
-  blocks of 20 that alternate with blocks of 20 of s3ml's sequential calls, so the raw
-  p50 and s3ml's are taken over the same seconds and the machine's drift cancels out of
-  the overhead; p50 with the core idle 1 ms between invokes (raw_idle: what a
+  blocks of 20 that take turns with blocks of 20 sequential calls to each server, so every
+  latency figure of a round covers the same seconds and the machine's drift cancels out
+  of the overhead and the ratios; p50 with the core idle 1 ms between invokes (raw_idle: what a
   request/response server's invoke costs at best); invokes/s with two interpreters on two threads (the
   same two cores the servers get), measured right before and right after s3ml's run and
   averaged (this machine's speed drifts by 10 % from one run to the next);
@@ -28,8 +28,9 @@ process tree and the client processes spent per request (`*_server_cpu_ms`,
 `client_cpu_ms`): clients and servers share the two cores, so `server_tput_vs_raw`
 (an invoke's CPU against the s3ml server's CPU per request) says what tput_vs_raw
 would be with the clients on other machines.
-All servers run at once; each round measures raw and then every server back to
-back, so ratios compare figures taken seconds apart on a shared, noisy machine.
+All servers run at once. Each round takes the latencies in turns (above), then
+requests/s of raw and every server back to back, so throughput ratios compare figures
+taken seconds apart on a shared, noisy machine.
 Figures are medians over the rounds, with the spread (min..max) printed.
 The load comes from bench/loadgen (C++) over a bare HTTP/2 gRPC client on nghttp2 and
 OpenSSL (--client h2, the default), Debian's gRPC C++ library (--client grpc) or Python
@@ -176,22 +177,25 @@ def raw_latency(model: str, count: int, pause_s: float = 0.0) -> list[float]:
     return _invokes(_interpreter(model), count, pause_s)
 
 
-PAIRED_BLOCK = 20  # calls (and invokes) per block; a block's first call follows an idle server
+BLOCK = 20  # calls (and invokes) per turn; a turn's first call follows an idle server
 
 
-def paired_latency(model: str, calls: Calls, count: int) -> tuple[list[float], list[float]]:
-    """Raw invoke latencies and a server's call latencies, taken in alternating blocks over
-    the same seconds. This machine's invoke time wanders by 10-50 % from one second to the
-    next (other tenants), so a raw p50 taken seconds before the server's would put that
-    drift into the overhead; interleaved, both see the same machine."""
+def interleaved_latency(
+    model: str, sessions: dict[str, Calls], count: int
+) -> dict[str, list[float]]:
+    """Latencies of raw invokes ("raw") and of each server's sequential calls, in blocks
+    that take turns over the same seconds. This machine's invoke time wanders by 10-50 %
+    from one second to the next (other tenants), so p50s taken seconds apart would put
+    that drift into the overhead and into every ratio; taking turns, all see the same
+    machine."""
     one = _interpreter(model)
-    raw: list[float] = []
-    served: list[float] = []
-    while len(raw) < count:
-        n = min(PAIRED_BLOCK, count - len(raw))
-        raw += _invokes(one, n)
-        served += calls(n)
-    return raw, served
+    got: dict[str, list[float]] = {"raw": [], **{name: [] for name in sessions}}
+    while len(got["raw"]) < count:
+        n = min(BLOCK, count - len(got["raw"]))
+        got["raw"] += _invokes(one, n)
+        for name, calls in sessions.items():
+            got[name] += calls(n)
+    return got
 
 
 RAW_THREADS = 2  # the machine's cores
@@ -322,31 +326,29 @@ IDLE_PAUSE_S = 0.001  # about one sequential round trip of the echo server here
 
 
 def one_round(model: str, targets: dict[str, Target], args: argparse.Namespace) -> dict[str, float]:
-    """raw, then every server, latency first and throughput second, all within a minute."""
+    """Latencies of raw and every server in turns, then requests/s back to back."""
     batch, datatype = model_input(model)
     req = request(model, batch, datatype)
     client = CLIENTS[args.client]
-    with client.session(targets["s3ml"], req) as calls:  # raw and s3ml over the same seconds
-        raw, served = paired_latency(model, calls, args.requests)
-    got = {"raw_p50": percentile(raw, 0.5) * 1e3, "raw_p99": percentile(raw, 0.99) * 1e3}
-    got["s3ml_p50"] = percentile(served, 0.5) * 1e3
-    got["s3ml_p99"] = percentile(served, 0.99) * 1e3
+    with contextlib.ExitStack() as stack:  # one connection per server, kept for all turns
+        sessions = {
+            name: stack.enter_context(client.session(t, req)) for name, t in targets.items()
+        }
+        if args.client != "grpc":  # what a client on Debian's gRPC C++ library sees
+            grpcpp = CLIENTS["grpc"].session(targets["s3ml"], req)
+            sessions["s3ml_grpcpp"] = stack.enter_context(grpcpp)
+        latencies = interleaved_latency(model, sessions, args.requests)
+    got: dict[str, float] = {}
+    for name, values in latencies.items():
+        got[f"{name}_p50"] = percentile(values, 0.5) * 1e3
+        got[f"{name}_p99"] = percentile(values, 0.99) * 1e3
     got["raw_idle_p50"] = percentile(raw_latency(model, args.requests, IDLE_PAUSE_S), 0.5) * 1e3
-    busy_s = percentile(raw, 0.5)
+    busy_s = percentile(latencies["raw"], 0.5)
     floor = native_load.tls_floor(
         req.ByteSize() + GRPC_PREFIX_BYTES, reply_bytes(model), args.requests, busy_s=busy_s
     )
     got["tls_floor_busy"] = busy_s * 1e3
     got["tls_floor_p50"] = percentile(floor, 0.5) * 1e3  # its busy wait included
-    for name, target in targets.items():
-        if name == "s3ml":
-            continue  # measured above, paired with raw
-        lat = client.sequential(target, req, args.requests)
-        got[f"{name}_p50"] = percentile(lat, 0.5) * 1e3
-        got[f"{name}_p99"] = percentile(lat, 0.99) * 1e3
-    if args.client != "grpc":  # what a client on Debian's gRPC C++ library sees
-        lat = CLIENTS["grpc"].sequential(targets["s3ml"], req, args.requests)
-        got["s3ml_grpcpp_p50"] = percentile(lat, 0.5) * 1e3
     raw = [raw_throughput(model, args.seconds)]
     for name, target in targets.items():
         run = client.measured_throughput(target, req, args.clients, args.seconds)
