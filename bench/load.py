@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import multiprocessing
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -47,6 +48,15 @@ def request(model: str, batch: np.ndarray, datatype: str) -> pb.ModelInferReques
     req.inputs.add(name="image", datatype=datatype, shape=list(batch.shape))
     req.raw_input_contents.append(np.ascontiguousarray(batch).tobytes())
     return req
+
+
+def reap(proc: subprocess.Popen[str], timeout_s: float) -> None:
+    """Waits for `proc` to exit; kills it if it has not within `timeout_s`."""
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
-from bench.load import WARMUP_S, Target, Throughput, server_cpu_in_window
+from bench.load import WARMUP_S, Target, Throughput, reap, server_cpu_in_window
 from inference import grpc_predict_v2_pb2 as pb
 
 LOADGEN = Path(__file__).absolute().parent / "loadgen" / "loadgen"
@@ -109,12 +109,8 @@ def session(
                 raise RuntimeError(f"loadgen could not warm up a connection to {target.address}")
             yield calls
         finally:
-            stdin.close()
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stdin.close()  # loadgen's cue to hang up and exit
+            reap(proc, 60)
 
 
 def tls_floor(

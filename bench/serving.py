@@ -61,7 +61,7 @@ import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
 from bench import echo, load, native_load
-from bench.load import Target, Throughput, percentile, request
+from bench.load import Target, Throughput, percentile, reap, request
 from inference import grpc_predict_v2_pb2 as pb
 from services.loopback import ports as loopback
 from services.model_server import imaging
@@ -230,11 +230,7 @@ def wait_ready(proc: subprocess.Popen[str], what: str) -> str:
 
 def stop(proc: subprocess.Popen[str]) -> None:
     proc.terminate()
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    reap(proc, 30)
 
 
 @contextlib.contextmanager
