@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import socket
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,8 @@ from services.scaler.controller.state import Endpoint
 BACKEND_SUFFIX = "_replicas"
 _NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 _RUNNING = 2  # srv_op_state SRV_ST_RUNNING
+DRAIN_TIMEOUT_S = 5.0  # a scaled-in server's killed sessions are gone within this
+DRAIN_POLL_S = 0.02
 
 
 @dataclass(frozen=True)
@@ -78,10 +81,16 @@ class RuntimeApi:
             )
         return out
 
-    def checked(self, line: str) -> None:
-        """Runs a command whose success answer is empty or a known acknowledgement."""
+    def refusal(self, line: str) -> str:
+        """Runs a command; "" if HAProxy accepted it (an empty answer or a known
+        acknowledgement), else its answer."""
         answer = self.command(line).strip()
-        if answer and not answer.startswith(("New server registered", "Server deleted")):
+        accepted = not answer or answer.startswith(("New server registered", "Server deleted"))
+        return "" if accepted else answer
+
+    def checked(self, line: str) -> None:
+        """Runs a command that must be accepted."""
+        if answer := self.refusal(line):
             raise BackendError(f"HAProxy refused `{line}`: {answer[:200]}")
 
 
@@ -138,8 +147,18 @@ class HaproxyBackend:
         model = backend.removesuffix(BACKEND_SUFFIX)
         self._api.checked(f"disable server {ep}")
         self._api.command(f"shutdown sessions server {ep}")
-        self._api.checked(f"del server {ep}")
+        self._delete(ep)
         self._launcher.stop(model, node_of(server, model), server)
+
+    def _delete(self, ep: str) -> None:
+        """`del server` once its sessions are gone. HAProxy ends them asynchronously (those
+        `shutdown sessions` killed, and those whose clients just closed), so a delete right
+        after can find them still attached (seen once in CI); it is retried until they go."""
+        until = time.monotonic() + DRAIN_TIMEOUT_S
+        while answer := self._api.refusal(f"del server {ep}"):
+            if "still has connections" not in answer or time.monotonic() >= until:
+                raise BackendError(f"HAProxy refused `del server {ep}`: {answer[:200]}")
+            time.sleep(DRAIN_POLL_S)
 
 
 def _id(endpoint_id: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,13 +19,14 @@ MODEL = "mobilenet_v1_int8"
 class Launcher:
     """Starts dummy TCP replicas: the port the local cluster implements with real servers."""
 
-    def __init__(self) -> None:
+    def __init__(self, hold: bool = False) -> None:
         self.running: dict[str, DummyReplica] = {}
         self.stopped: list[tuple[str, str, str]] = []
+        self.hold = hold
 
     def start(self, model: str, node: str) -> Replica:
         name = f"{node}-{model}-{len(self.running) + 1}"
-        self.running[name] = DummyReplica(name).start()
+        self.running[name] = DummyReplica(name, hold=self.hold).start()
         return Replica(name, self.running[name].address)
 
     def stop(self, model: str, node: str, name: str) -> None:
@@ -107,6 +109,27 @@ def test_scale_out_adds_a_serving_server_and_scale_in_removes_it(
     assert new_id not in state(api)
     assert launcher.stopped == [(MODEL, "node-2", f"node-2-{MODEL}-1")]
     assert f"node-2-{MODEL}-1" not in {ask(frontend) for _ in range(6)}
+
+
+def test_scale_in_right_after_traffic_removes_the_server(
+    cluster: tuple[RuntimeApi, int, list[DummyReplica]],
+) -> None:
+    """HAProxy ends a server's sessions asynchronously (those `shutdown sessions` kills and
+    those its clients just closed), so a `del server` right after traffic can find them
+    still attached; scale-in waits for them to go, every time."""
+    api, frontend, _ = cluster
+    launcher = Launcher()
+    backend = HaproxyBackend(api, launcher)
+    for i in range(1, 16):
+        new_id = backend.scale_out(MODEL, "node-2")
+        wait_healthy(backend, 3)
+        clients = [socket.create_connection(("127.0.0.1", frontend), timeout=3) for _ in range(6)]
+        for c in clients:
+            c.recv(64)
+            c.close()
+        backend.scale_in(new_id)
+        assert new_id not in state(api)
+        assert len(launcher.stopped) == i
 
 
 def test_dead_socket_is_a_backend_error(tmp_path: Path) -> None:
