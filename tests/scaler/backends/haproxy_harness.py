@@ -20,8 +20,6 @@ class DummyReplica:
     name: str
     sock: socket.socket = field(default_factory=socket.socket)
     hits: int = 0
-    hold: bool = False  # keep each connection open after answering, as a busy replica does
-    held: list[socket.socket] = field(default_factory=list)
 
     def start(self) -> DummyReplica:
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -40,20 +38,15 @@ class DummyReplica:
                 conn, _ = self.sock.accept()
             except OSError:
                 return
-            try:
-                conn.sendall(self.name.encode())
-                self.hits += 1
-            except OSError:
-                pass
-            if self.hold:
-                self.held.append(conn)
-            else:
-                conn.close()
+            with conn:
+                try:
+                    conn.sendall(self.name.encode())
+                    self.hits += 1
+                except OSError:
+                    pass
 
     def close(self) -> None:
         self.sock.close()
-        for conn in self.held:
-            conn.close()
 
 
 def binary(name: str) -> str:

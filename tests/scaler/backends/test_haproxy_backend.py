@@ -19,14 +19,13 @@ MODEL = "mobilenet_v1_int8"
 class Launcher:
     """Starts dummy TCP replicas: the port the local cluster implements with real servers."""
 
-    def __init__(self, hold: bool = False) -> None:
+    def __init__(self) -> None:
         self.running: dict[str, DummyReplica] = {}
         self.stopped: list[tuple[str, str, str]] = []
-        self.hold = hold
 
     def start(self, model: str, node: str) -> Replica:
         name = f"{node}-{model}-{len(self.running) + 1}"
-        self.running[name] = DummyReplica(name, hold=self.hold).start()
+        self.running[name] = DummyReplica(name).start()
         return Replica(name, self.running[name].address)
 
     def stop(self, model: str, node: str, name: str) -> None:
