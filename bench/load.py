@@ -85,14 +85,6 @@ def session(
         yield calls
 
 
-def sequential(
-    target: Target, req: pb.ModelInferRequest, count: int, warmup: int = 20
-) -> list[float]:
-    """Latencies (s) of `count` back-to-back calls from one client."""
-    with session(target, req, warmup) as calls:
-        return calls(count)
-
-
 @dataclass(frozen=True)
 class Throughput:
     per_s: float  # requests completed per second

@@ -108,10 +108,6 @@ class Client:
     session: Callable[[Target, pb.ModelInferRequest], contextlib.AbstractContextManager[Calls]]
     measured_throughput: Callable[[Target, pb.ModelInferRequest, int, float], Throughput]
 
-    def sequential(self, target: Target, req: pb.ModelInferRequest, count: int) -> list[float]:
-        with self.session(target, req) as calls:
-            return calls(count)
-
 
 def _loadgen(transport: native_load.Transport) -> Client:
     return Client(
