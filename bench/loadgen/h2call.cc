@@ -294,7 +294,7 @@ bool H2Channel::Unary(const std::string& path, const std::string& message, std::
     *error = "the reply is not one uncompressed gRPC message of at most 64 MiB";
     return false;
   }
-  *reply = call_->reply.Take();
+  reply->assign(call_->reply.Take().view());
   return true;
 }
 

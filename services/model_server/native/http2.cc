@@ -4,6 +4,7 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "services/model_server/native/tls.h"
@@ -102,13 +103,24 @@ bool Connection::StartSession() {
   return true;
 }
 
+// Reads and parses what the socket has. A DATA payload is decrypted straight into its
+// stream's message; other bytes go through `scratch` (and the message gets a copy).
 Connection::Next Connection::ReadAll(std::vector<uint8_t>* scratch) {
   size_t total = 0;
   for (;;) {
     ERR_clear_error();
-    const int n = SSL_read(ssl_, scratch->data(), static_cast<int>(scratch->size()));
+    const auto [in_place, room] = InPlace();
+    uint8_t* const into = room > 0 ? in_place : scratch->data();
+    const int n = SSL_read(ssl_, into, static_cast<int>(room > 0 ? room : scratch->size()));
     if (n > 0) {
-      if (nghttp2_session_mem_recv(session_, scratch->data(), static_cast<size_t>(n)) < 0) return Next::kClose;
+      const Inbound before = inbound_;
+      feeding_ = room > 0 ? before.stream : 0;
+      const ssize_t parsed = nghttp2_session_mem_recv(session_, into, static_cast<size_t>(n));
+      feeding_ = 0;
+      parked_.clear();
+      if (parsed < 0) return Next::kClose;
+      // Payload bytes all, whether nghttp2 passed them on (OnData) or dropped them.
+      if (room > 0 && inbound_.serial == before.serial) inbound_.left = before.left - static_cast<size_t>(n);
       total += static_cast<size_t>(n);
       if (total >= kReadPerTurn) return Next::kAgain;
       continue;
@@ -119,6 +131,15 @@ Connection::Next Connection::ReadAll(std::vector<uint8_t>* scratch) {
       default: ERR_clear_error(); return Next::kClose;  // closed by the peer, or broken
     }
   }
+}
+
+std::pair<uint8_t*, size_t> Connection::InPlace() {
+  if (inbound_.left == 0) return {nullptr, 0};
+  const auto found = streams_.find(inbound_.stream);
+  if (found == streams_.end() || found->second.replied) return {nullptr, 0};
+  const auto [at, room] = found->second.reader.Space();
+  const size_t budget = limits_.max_buffered_bytes - std::min(buffered_, limits_.max_buffered_bytes);
+  return {at, std::min({room, inbound_.left, budget, kMaxFrame + size_t{0}})};
 }
 
 Connection::Next Connection::After(Next read) {
@@ -235,7 +256,8 @@ void Connection::Reject(int32_t id, Stream* s, Code code, const std::string& mes
   s->replied = true;
   buffered_ -= s->buffered;
   s->buffered = 0;
-  s->reader.Take();  // frees what had arrived
+  MessageBytes dropped = s->reader.Take();  // frees what had arrived
+  if (id == feeding_) parked_.push_back(std::move(dropped));  // nghttp2 is still reading it
   Submit(id, Reply{code, message, {}});
 }
 
@@ -269,6 +291,13 @@ ssize_t Connection::OnSend(nghttp2_session*, const uint8_t* data, size_t n, int,
   if (c->out_.size() - c->out_sent_ > kMaxPendingOut) return NGHTTP2_ERR_WOULDBLOCK;  // a slow reader
   c->out_.append(reinterpret_cast<const char*>(data), n);
   return static_cast<ssize_t>(n);
+}
+
+int Connection::OnBeginFrame(nghttp2_session*, const nghttp2_frame_hd* hd, void* self) {
+  Connection* c = Self(self);
+  const bool plain_data = hd->type == NGHTTP2_DATA && !(hd->flags & NGHTTP2_FLAG_PADDED);
+  c->inbound_ = Inbound{plain_data ? hd->stream_id : 0, plain_data ? hd->length : 0, c->inbound_.serial + 1};
+  return 0;
 }
 
 int Connection::OnBeginHeaders(nghttp2_session*, const nghttp2_frame* frame, void* self) {
@@ -320,6 +349,7 @@ int Connection::OnFrame(nghttp2_session*, const nghttp2_frame* frame, void* self
 
 int Connection::OnData(nghttp2_session*, uint8_t, int32_t id, const uint8_t* data, size_t n, void* self) {
   Connection* c = Self(self);
+  if (id == c->inbound_.stream) c->inbound_.left -= std::min(n, c->inbound_.left);
   const auto found = c->streams_.find(id);
   if (found == c->streams_.end() || found->second.replied) return 0;
   Stream* s = &found->second;
@@ -368,6 +398,7 @@ int Connection::OnStreamClose(nghttp2_session*, int32_t id, uint32_t, void* self
   const auto found = c->streams_.find(id);
   if (found != c->streams_.end()) {
     c->buffered_ -= found->second.buffered;
+    if (id == c->feeding_) c->parked_.push_back(found->second.reader.Take());  // still being read
     c->streams_.erase(found);
   }
   c->replies_.erase(id);
@@ -398,6 +429,7 @@ const nghttp2_session_callbacks* Connection::Callbacks() {
     nghttp2_session_callbacks* cb = nullptr;
     nghttp2_session_callbacks_new(&cb);
     nghttp2_session_callbacks_set_send_callback(cb, OnSend);
+    nghttp2_session_callbacks_set_on_begin_frame_callback(cb, OnBeginFrame);
     nghttp2_session_callbacks_set_on_begin_headers_callback(cb, OnBeginHeaders);
     nghttp2_session_callbacks_set_on_header_callback(cb, OnHeader);
     nghttp2_session_callbacks_set_on_frame_recv_callback(cb, OnFrame);

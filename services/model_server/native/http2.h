@@ -67,12 +67,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
   Next Handshake();
   bool StartSession();  // false when nghttp2 cannot allocate a session
   Next ReadAll(std::vector<uint8_t>* scratch);
+  std::pair<uint8_t*, size_t> InPlace();  // where the DATA payload arriving next may be decrypted
   bool Flush();  // false on a broken connection
   void Arm();  // re-arms the oneshot registration: EPOLLIN, and EPOLLOUT while bytes wait
   Next After(Next read);
 
   // nghttp2 callbacks, with mu_ held (from ReadAll or Respond).
   static ssize_t OnSend(nghttp2_session*, const uint8_t* data, size_t n, int, void* self);
+  static int OnBeginFrame(nghttp2_session*, const nghttp2_frame_hd* hd, void* self);
   static int OnBeginHeaders(nghttp2_session*, const nghttp2_frame* frame, void* self);
   static int OnHeader(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name, size_t name_len,
                       const uint8_t* value, size_t value_len, uint8_t, void* self);
@@ -106,6 +108,15 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::map<int32_t, Stream> streams_;
   std::map<int32_t, Outgoing> replies_;
   std::vector<std::pair<int32_t, Call>>* completed_ = nullptr;  // during ReadAll
+  // The unpadded DATA frame being received: its stream and payload bytes still to come.
+  // Those bytes are decrypted straight into the stream's message (InPlace).
+  struct Inbound {
+    int32_t stream = 0;
+    size_t left = 0;
+    uint64_t serial = 0;  // counts frames begun
+  } inbound_;
+  int32_t feeding_ = 0;               // the stream whose message nghttp2 is reading from now
+  std::vector<MessageBytes> parked_;  // its message, if dropped meanwhile: freed once nghttp2 is done
 };
 
 }  // namespace s3ml::dataplane

@@ -2,6 +2,7 @@
 // the same XNNPack kernels as the Python Interpreter (outputs bit-identical),
 // driven without an interpreter lock. litert_c.h pins the declarations to the
 // wheel's 2.3.0 ABI; a wheel upgrade must re-check them (tests compare outputs).
+#include <cstdint>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -12,6 +13,8 @@
 
 namespace s3ml::dataplane {
 namespace {
+
+constexpr uintptr_t kHostAlignment = 64;  // LITERT_HOST_MEMORY_BUFFER_ALIGNMENT
 
 void Check(LiteRtStatus status, const char* what) {
   if (status != kLiteRtStatusOk) {
@@ -71,17 +74,16 @@ class LiteRtInterpreter final : public Interpreter {
 
   void Run(const std::vector<std::string_view>& inputs) override {
     if (inputs.size() != in_.size()) throw std::runtime_error("wrong number of inputs");
+    Borrowed borrowed;
+    std::vector<LiteRtTensorBuffer> bound = in_;
     for (size_t i = 0; i < in_.size(); ++i) {
       if (inputs[i].size() != in_bytes_[i]) {
         throw std::runtime_error("input " + std::to_string(i) + " has " + std::to_string(inputs[i].size()) +
                                  " bytes, the model takes " + std::to_string(in_bytes_[i]));
       }
-      void* host = nullptr;
-      Check(LiteRtLockTensorBuffer(in_[i], &host, kLiteRtTensorBufferLockModeWrite), "LockTensorBuffer");
-      std::memcpy(host, inputs[i].data(), inputs[i].size());
-      Check(LiteRtUnlockTensorBuffer(in_[i]), "UnlockTensorBuffer");
+      bound[i] = Bind(i, inputs[i], &borrowed);
     }
-    Check(LiteRtRunCompiledModel(compiled_, 0, in_.size(), in_.data(), out_.size(), out_.data()),
+    Check(LiteRtRunCompiledModel(compiled_, 0, bound.size(), bound.data(), out_.size(), out_.data()),
           "RunCompiledModel");
     for (size_t i = 0; i < out_.size(); ++i) {
       void* host = nullptr;
@@ -94,6 +96,34 @@ class LiteRtInterpreter final : public Interpreter {
   std::string_view Output(size_t i) override { return results_.at(i); }
 
  private:
+  // Buffers wrapping a request's own bytes, released after the run.
+  struct Borrowed {
+    std::vector<LiteRtTensorBuffer> buffers;
+    ~Borrowed() {
+      for (auto b : buffers) LiteRtDestroyTensorBuffer(b);
+    }
+  };
+
+  // Input i's buffer for this run: the request's bytes where they lie when they are
+  // aligned as the runtime requires (MessageBytes places a request's last tensor so);
+  // else a copy in our own buffer.
+  LiteRtTensorBuffer Bind(size_t i, std::string_view input, Borrowed* borrowed) {
+    if (reinterpret_cast<uintptr_t>(input.data()) % kHostAlignment == 0) {
+      LiteRtTensorBuffer wrapped = nullptr;
+      // The runtime only reads an input; the const_cast is for its C signature.
+      Check(LiteRtCreateTensorBufferFromHostMemory(&in_types_[i], const_cast<char*>(input.data()), input.size(),
+                                                   nullptr, &wrapped),
+            "CreateTensorBufferFromHostMemory");
+      borrowed->buffers.push_back(wrapped);
+      return wrapped;
+    }
+    void* host = nullptr;
+    Check(LiteRtLockTensorBuffer(in_[i], &host, kLiteRtTensorBufferLockModeWrite), "LockTensorBuffer");
+    std::memcpy(host, input.data(), input.size());
+    Check(LiteRtUnlockTensorBuffer(in_[i]), "UnlockTensorBuffer");
+    return in_[i];
+  }
+
   // Buffers for one batch item: a -1 (batch) dimension is fixed to 1 first.
   void Buffers(LiteRtSignature signature, size_t inputs, size_t outputs) {
     bool resized = false;
@@ -127,6 +157,7 @@ class LiteRtInterpreter final : public Interpreter {
       out_types[i].layout = layouts[i];
     }
     in_ = Make(in_types, true, &in_bytes_);
+    in_types_ = in_types;
     out_ = Make(out_types, false, &out_bytes_);
   }
 
@@ -153,6 +184,7 @@ class LiteRtInterpreter final : public Interpreter {
   LiteRtModel model_ = nullptr;
   LiteRtOptions options_ = nullptr;
   LiteRtCompiledModel compiled_ = nullptr;
+  std::vector<LiteRtRankedTensorType> in_types_;
   std::vector<LiteRtTensorBuffer> in_, out_;
   std::vector<size_t> in_bytes_, out_bytes_;
   std::vector<std::string> results_;

@@ -233,6 +233,13 @@ LiteRtStatus LiteRtGetTensorBufferRequirementsBufferSize(
 LiteRtStatus LiteRtCreateManagedTensorBufferFromRequirements(
     LiteRtEnvironment env, const LiteRtRankedTensorType* tensor_type,
     LiteRtTensorBufferRequirements requirements, LiteRtTensorBuffer* buffer);
+/* Wraps caller-owned host memory, 64-byte aligned (LITERT_HOST_MEMORY_BUFFER_ALIGNMENT);
+ * a NULL deallocator leaves it to the caller. */
+typedef void (*LiteRtHostMemoryDeallocator)(void* addr);
+LiteRtStatus LiteRtCreateTensorBufferFromHostMemory(
+    const LiteRtRankedTensorType* tensor_type, void* host_buffer_addr,
+    size_t host_buffer_size, LiteRtHostMemoryDeallocator deallocator,
+    LiteRtTensorBuffer* buffer);
 LiteRtStatus LiteRtGetTensorBufferPackedSize(LiteRtTensorBuffer buffer,
                                              size_t* size);
 LiteRtStatus LiteRtLockTensorBuffer(LiteRtTensorBuffer buffer,

@@ -10,6 +10,7 @@
 
 #include "services/model_server/native/errors.h"
 #include "services/model_server/native/peers.h"
+#include "services/model_server/native/wire.h"
 
 namespace s3ml::dataplane {
 
@@ -17,7 +18,7 @@ using Clock = std::chrono::system_clock;
 
 struct Call {
   std::string method;   // the full path, e.g. "/inference.GRPCInferenceService/ModelInfer"
-  std::string message;  // the request message, serialized (without gRPC's 5-byte prefix)
+  MessageBytes message;  // the request message, serialized (without gRPC's 5-byte prefix)
   Clock::time_point deadline = Clock::time_point::max();  // from grpc-timeout; max() when none
   std::string traceparent;                                // the caller's W3C trace context, or ""
   std::shared_ptr<const PeerCert> peer;                   // the connection's verified certificate

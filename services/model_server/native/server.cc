@@ -168,8 +168,9 @@ void Server::Serve(uint64_t tag, std::vector<uint8_t>* scratch) {
   // The connection is re-armed: other threads serve it meanwhile. This thread runs
   // the first call itself (no hand-off) and posts the rest for threads that are free.
   for (size_t i = calls.size(); i-- > 0;) {
-    auto serve = [this, conn, stream = calls[i].first, call = std::move(calls[i].second)]() mutable {
-      handler_->Serve(std::move(call), [conn, stream, left = outstanding_](Reply reply) {
+    // Shared: a task must be copyable (std::function), a call's bytes are not.
+    auto serve = [this, conn, stream = calls[i].first, call = std::make_shared<Call>(std::move(calls[i].second))] {
+      handler_->Serve(std::move(*call), [conn, stream, left = outstanding_](Reply reply) {
         conn->Respond(stream, std::move(reply));
         --*left;
       });

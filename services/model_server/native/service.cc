@@ -33,7 +33,7 @@ Reply Guarded(const std::string& method, Fn fn) {
 template <typename Message>
 Message Parse(const Call& call, const char* type) {
   Message message;
-  if (!message.ParseFromString(call.message)) {
+  if (!message.ParseFromArray(call.message.data(), static_cast<int>(call.message.size()))) {
     throw InvalidInput(std::string("the request is not a valid inference.") + type + " message");
   }
   return message;
@@ -159,7 +159,7 @@ void InferenceService::StartInfer(std::shared_ptr<Infer> infer) {
   Reply refused = Guarded(infer->call.method, [&] {
     Infer& in = *infer;
     peers_->Check(*in.call.peer);
-    if (!ParseInferRequest(in.call.message, &in.request)) {
+    if (!ParseInferRequest(in.call.message.view(), &in.request)) {
       throw InvalidInput("the request is not a valid inference.ModelInferRequest message");
     }
     in.model = &registry_->Get(in.request.fields.model_name(), in.request.fields.model_version());

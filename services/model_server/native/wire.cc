@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstring>
 
 namespace s3ml::dataplane {
 namespace {
@@ -60,6 +61,43 @@ std::string Framed(const std::string& message) {
   return out;
 }
 
+MessageBytes::MessageBytes(MessageBytes&& other) noexcept { *this = std::move(other); }
+
+MessageBytes& MessageBytes::operator=(MessageBytes&& other) noexcept {
+  storage_ = std::move(other.storage_);
+  begin_ = std::exchange(other.begin_, nullptr);
+  size_ = std::exchange(other.size_, 0);
+  capacity_ = std::exchange(other.capacity_, 0);
+  length_ = std::exchange(other.length_, 0);
+  return *this;
+}
+
+void MessageBytes::Reserve(size_t length, size_t reserve) {
+  length_ = length;
+  capacity_ = std::max(std::min(reserve, length), size_);
+  std::unique_ptr<char[]> storage(new char[capacity_ + kAlignment]);  // not zeroed: it is written before read
+  // The offset that puts byte `length` (one past the end) on a 64-byte boundary.
+  const auto base = reinterpret_cast<uintptr_t>(storage.get());
+  const size_t offset = (kAlignment - (base + length) % kAlignment) % kAlignment;
+  char* begin = storage.get() + offset;
+  if (size_ > 0) std::memcpy(begin, begin_, size_);
+  storage_ = std::move(storage);
+  begin_ = begin;
+}
+
+void MessageBytes::Append(const uint8_t* bytes, size_t n) {
+  if (n > room()) Reserve(length_, std::max(2 * capacity_, size_ + n));
+  char* to = tail();
+  if (reinterpret_cast<const char*>(bytes) != to) std::memmove(to, bytes, n);  // memmove: may lie in our room
+  size_ += n;
+}
+
+std::pair<uint8_t*, size_t> MessageReader::Space() {
+  if (!in_body_ || status_ != Status::kOk) return {nullptr, 0};
+  const size_t left = static_cast<size_t>(length_) - message_.size();
+  return {reinterpret_cast<uint8_t*>(message_.tail()), std::min(left, message_.room())};
+}
+
 MessageReader::Status MessageReader::Feed(const uint8_t* data, size_t n) {
   while (n > 0 && status_ == Status::kOk) {
     if (!in_body_) {
@@ -72,11 +110,11 @@ MessageReader::Status MessageReader::Feed(const uint8_t* data, size_t n) {
       length_ = static_cast<uint32_t>(prefix_[1]) << 24 | static_cast<uint32_t>(prefix_[2]) << 16 |
                 static_cast<uint32_t>(prefix_[3]) << 8 | prefix_[4];
       if (length_ > max_bytes_) return status_ = Status::kTooLarge;
-      message_.reserve(std::min<size_t>(length_, kMaxReserve));
+      message_.Reserve(length_, kMaxReserve);
       in_body_ = true;
     }
     const size_t take = std::min(n, static_cast<size_t>(length_) - message_.size());
-    message_.append(reinterpret_cast<const char*>(data), take);
+    message_.Append(data, take);
     data += take, n -= take;
     if (message_.size() == length_) {
       in_body_ = false;
