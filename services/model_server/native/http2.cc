@@ -139,7 +139,7 @@ std::pair<uint8_t*, size_t> Connection::InPlace() {
   if (found == streams_.end() || found->second.replied) return {nullptr, 0};
   const auto [at, room] = found->second.reader.Space();
   const size_t budget = limits_.max_buffered_bytes - std::min(buffered_, limits_.max_buffered_bytes);
-  return {at, std::min({room, inbound_.left, budget, kMaxFrame + size_t{0}})};
+  return {at, std::min({room, inbound_.left, budget, size_t{kMaxFrame}})};
 }
 
 Connection::Next Connection::After(Next read) {
