@@ -97,7 +97,9 @@ class Acs:
         self._nonces = nonces
         self.nonces = nonces  # shared with the stakeholder domain (policy/<name> scopes)
         self._clock = clock
-        self._audit_key = sealer.derive_key("s3ml audit chain")
+        self._trail = audit.Trail(
+            sealer.derive_key(audit.KEY_LABEL), lambda: self._clock().timestamp()
+        )
         # Decoded identities and the last CRL, reused while the stored bytes are unchanged.
         self._identities: dict[str, tuple[bytes, Identity]] = {}
         self._bundle: tuple[float, TrustBundle] | None = None
@@ -144,7 +146,7 @@ class Acs:
             for secret_name, value in values.items():
                 key = f"secret/{name}/{secret_name}"
                 txn.put(key, self._sealer.seal(key, value))
-            self._audit(txn, "service.register", name, secret_names=tuple(sorted(names)))
+            self._trail.append(txn, "service.register", name, secret_names=tuple(sorted(names)))
         return record
 
     def update_service(
@@ -180,7 +182,7 @@ class Acs:
             for secret_name in add_generated:
                 key = f"secret/{name}/{secret_name}"
                 txn.put(key, self._sealer.seal(key, os.urandom(32)))
-            self._audit(txn, "service.update", name, secret_names=tuple(add_generated))
+            self._trail.append(txn, "service.update", name, secret_names=tuple(add_generated))
         return updated
 
     def service(self, name: str) -> tuple[ServiceRecord, Identity | None]:
@@ -234,7 +236,7 @@ class Acs:
             with self._store.transaction() as txn:
                 existing = put_if_absent(txn, f"identity/{record.name}", candidate)
                 if existing is candidate:
-                    self._audit(txn, "identity.create", record.name, detail="generation 1")
+                    self._trail.append(txn, "identity.create", record.name, detail="generation 1")
         return self._decode_identity(record.name, existing)
 
     def rotate_identity(self, name: str) -> Identity:
@@ -246,7 +248,7 @@ class Acs:
             txn.put(f"identity/{name}", raw)
             if old is not None:
                 self._revoke_serial(txn, old.cert.serial_number)
-            self._audit(txn, "identity.rotate", name, detail=f"generation {generation}")
+            self._trail.append(txn, "identity.rotate", name, detail=f"generation {generation}")
             return self._decode_identity(name, raw)
 
     # -- attestation --------------------------------------------------------------
@@ -288,7 +290,9 @@ class Acs:
             except (PermissionDeniedError, UnauthenticatedError, InvalidArgumentError) as err:
                 span.set_attribute("s3ml.result", type(err).__name__)
                 with self._store.transaction() as txn:
-                    self._audit(txn, "attest.reject", service, detail=f"{instance}@{node}: {err}")
+                    self._trail.append(
+                        txn, "attest.reject", service, detail=f"{instance}@{node}: {err}"
+                    )
                 raise
             span.set_attribute("s3ml.mrenclave", verified.report.mr_enclave.hex())
             span.set_attribute("s3ml.tcb_status", verified.tcb_status)
@@ -322,8 +326,12 @@ class Acs:
                 value = self._sealer.unseal(key, txn.get(key) or b"")
                 payload.secrets.add(name=secret_name, value=value)
             txn.put(f"issued/{mrenclave}/{instance_cert.serial_number}", b"")
-            self._audit(txn, "attest.accept", service, mrenclave, detail=f"{instance}@{node}")
-            self._audit(txn, "secret.release", service, mrenclave, record.secret_names, instance)
+            self._trail.append(
+                txn, "attest.accept", service, mrenclave, detail=f"{instance}@{node}"
+            )
+            self._trail.append(
+                txn, "secret.release", service, mrenclave, record.secret_names, instance
+            )
         context = attest_context(service, nonce)
         spki, iv, ciphertext = envelope.seal_to(instance_key, payload.SerializeToString(), context)
         return Provisioned(
@@ -376,7 +384,7 @@ class Acs:
         name = records.instance_name(name, public_key_der)
         cert = self.ca.issue_client(name, key, self._clock())
         with self._store.transaction() as txn:
-            self._audit(txn, "client.issue", name, detail=f"serial {cert.serial_number:x}")
+            self._trail.append(txn, "client.issue", name, detail=f"serial {cert.serial_number:x}")
         return pem(cert)
 
     # -- revocation and trust -------------------------------------------------------
@@ -399,7 +407,7 @@ class Acs:
             if not fresh:
                 generation = int(txn.get("bundle/generation") or b"0") + 1
                 txn.put("bundle/generation", str(generation).encode())
-            self._audit(txn, "measurement.revoke", hex_value, hex_value, detail=reason)
+            self._trail.append(txn, "measurement.revoke", hex_value, hex_value, detail=reason)
         return len(fresh)
 
     def trust_bundle(self) -> TrustBundle:
@@ -421,26 +429,6 @@ class Acs:
         return bundle
 
     # -- audit ---------------------------------------------------------------------
-
-    def _audit(
-        self,
-        txn: Txn,
-        action: str,
-        subject: str,
-        mrenclave_hex: str = "",
-        secret_names: tuple[str, ...] = (),
-        detail: str = "",
-    ) -> None:
-        audit.append(
-            txn,
-            self._audit_key,
-            self._clock().timestamp(),
-            action,
-            subject,
-            mrenclave_hex,
-            secret_names,
-            detail,
-        )
 
     def audit_events(
         self, subject: str, action_prefix: str, since: float, after: int, limit: int
@@ -464,7 +452,7 @@ class Acs:
         return found, cursor if more else 0
 
     def verify_audit_chain(self) -> tuple[int, bytes]:
-        return audit.verify_chain(self._store, self._audit_key)
+        return audit.verify_chain(self._store, self._trail.key)
 
 
 def verify_quote(

@@ -12,7 +12,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 
 from services.attest.store.base import Store, Txn
 
@@ -57,6 +58,31 @@ def append(
     if stored != event.sequence:
         raise AuditChainError(f"audit sequence {stored} != expected {event.sequence}")
     return event
+
+
+KEY_LABEL = "s3ml audit chain"  # the sealing-key derivation of the chain's HMAC key
+
+
+@dataclass(frozen=True)
+class Trail:
+    """The ACS's one audit chain as a service writes to it: the chain's key and the clock
+    that stamps each entry (the ACS and the stakeholder service append to the same chain)."""
+
+    key: bytes = field(repr=False)
+    now: Callable[[], float]
+
+    def append(
+        self,
+        txn: Txn,
+        action: str,
+        subject: str,
+        mrenclave_hex: str = "",
+        secret_names: tuple[str, ...] = (),
+        detail: str = "",
+    ) -> AuditEvent:
+        return append(
+            txn, self.key, self.now(), action, subject, mrenclave_hex, secret_names, detail
+        )
 
 
 def decode(record: bytes) -> AuditEvent:

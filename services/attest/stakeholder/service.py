@@ -29,7 +29,7 @@ from services.attest.sealing import Sealer
 from services.attest.stakeholder import evidence, references, registry, signature
 from services.attest.stakeholder.document import HIGH_ASSURANCE, PolicyDocument
 from services.attest.stakeholder.registry import PolicyRecord, PolicyTxn, volume_key_id
-from services.attest.store.base import Store, Txn
+from services.attest.store.base import Store
 
 RELEASE = "key.release"
 MAX_RELEASES_LISTED = 1000
@@ -73,7 +73,7 @@ class Stakeholders:
         self._nonces = nonces
         self._verdicts = verdicts
         self._clock = clock
-        self._audit_key = sealer.derive_key("s3ml audit chain")  # the ACS's one chain
+        self._trail = audit.Trail(sealer.derive_key(audit.KEY_LABEL), clock)  # the ACS's one chain
 
     # -- policies -----------------------------------------------------------------
 
@@ -94,7 +94,7 @@ class Stakeholders:
             policies = PolicyTxn(txn, self._sealer)
             record, document = rule(policies, raw, sig, self._clock())
             policies.put(record, document)
-            self._audit(txn, action, record.name, detail=f"version {record.version}")
+            self._trail.append(txn, action, record.name, detail=f"version {record.version}")
         return record
 
     def get(self, name: str, version: int = 0) -> PolicyRecord:
@@ -122,7 +122,7 @@ class Stakeholders:
             except AcsError as err:
                 span.set_attribute("s3ml.result", type(err).__name__)
                 with self._store.transaction() as txn:
-                    self._audit(txn, "key.reject", policy[:130], detail=str(err))
+                    self._trail.append(txn, "key.reject", policy[:130], detail=str(err))
                 raise
             span.set_attribute("s3ml.result", "released")
             span.set_attribute("s3ml.keys", len(release.keys))
@@ -147,7 +147,7 @@ class Stakeholders:
                 raise FailedPreconditionError(f"{policy} changed during the request; retry")
             keys = _keys(document, policies)
             names = tuple(volume_key_id(k.volume_policy, _source(document, k)) for k in keys)
-            self._audit(txn, RELEASE, policy, mrenclave, names, detail)
+            self._trail.append(txn, RELEASE, policy, mrenclave, names, detail)
         plaintext = stakeholder_pb2.ReleasedKeys(
             keys=[
                 stakeholder_pb2.VolumeKey(
@@ -226,19 +226,6 @@ class Stakeholders:
                 ):
                     found.append((event, chain))
         return found[-MAX_RELEASES_LISTED:]
-
-    def _audit(
-        self,
-        txn: Txn,
-        action: str,
-        subject: str,
-        mrenclave_hex: str = "",
-        names: tuple[str, ...] = (),
-        detail: str = "",
-    ) -> audit.AuditEvent:
-        return audit.append(
-            txn, self._audit_key, self._clock(), action, subject, mrenclave_hex, names, detail
-        )
 
 
 def release_context(policy: str, nonce: bytes) -> bytes:
