@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import multiprocessing
+import statistics
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -62,6 +63,17 @@ def reap(proc: subprocess.Popen[str], timeout_s: float) -> None:
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def paired_difference(before: list[float], after: list[float], block: int) -> float:
+    """The median over turns of (median of `after`'s block - median of `before`'s block),
+    both lists taken in turns of `block` values: each difference spans adjacent seconds,
+    so a change of the host's pace between turns cancels out of it."""
+    diffs = [
+        statistics.median(after[i : i + block]) - statistics.median(before[i : i + block])
+        for i in range(0, min(len(before), len(after)), block)
+    ]
+    return statistics.median(diffs)
 
 
 @contextmanager

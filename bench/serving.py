@@ -21,6 +21,9 @@ For each of the paper's four models, in one run on this machine:
   does (waking it after 11 ms costs ~0.3 ms here); minus that busy wait, the floor under any
   TLS server's overhead: overhead_ms = tls_floor_ms + beyond_floor_ms, the latter what
   s3ml's HTTP/2, gRPC, validation and reply (and the client's framing) add;
+  overhead_paired_ms is the overhead again as the median over turns of (s3ml's block
+  median - the raw block's median): robust to the host changing pace mid-round, which
+  moves a round's p50s (once by 2 ms, making overhead_ms negative);
 - MLServer and KServe's model server, plaintext gRPC, each with a small custom
   runtime calling the same interpreter (bench/peers, own virtualenvs).
 During every requests/s run the bench also reads, from /proc, the CPU each server's
@@ -61,7 +64,7 @@ import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
 from bench import echo, load, native_load
-from bench.load import Target, Throughput, percentile, reap, request
+from bench.load import Target, Throughput, paired_difference, percentile, reap, request
 from inference import grpc_predict_v2_pb2 as pb
 from services.loopback import ports as loopback
 from services.model_server import imaging
@@ -334,6 +337,7 @@ def one_round(model: str, targets: dict[str, Target], args: argparse.Namespace) 
     for name, values in latencies.items():
         got[f"{name}_p50"] = percentile(values, 0.5) * 1e3
         got[f"{name}_p99"] = percentile(values, 0.99) * 1e3
+    got["overhead_paired_ms"] = paired_difference(latencies["raw"], latencies["s3ml"], BLOCK) * 1e3
     got["raw_idle_p50"] = percentile(raw_latency(model, args.requests, IDLE_PAUSE_S), 0.5) * 1e3
     busy_s = percentile(latencies["raw"], 0.5)
     floor = native_load.tls_floor(
@@ -410,6 +414,7 @@ def measure(model: str, targets: dict[str, Target], args: argparse.Namespace) ->
               flush=True)  # fmt: skip
     for key in (
         "overhead_ms",
+        "overhead_paired_ms",
         "tls_floor_ms",
         "beyond_floor_ms",
         "grpcpp_client_overhead_ms",
@@ -430,7 +435,7 @@ RESULT_KEYS = {  # RESULT name -> round figure; medians over the rounds
     "raw_idle_p50_ms": "raw_idle_p50",
     "p50_ms": "s3ml_p50", "p99_ms": "s3ml_p99", "tput": "s3ml_tput", "echo_p50_ms": "echo_p50",
     "echo_tput": "echo_tput",
-    "overhead_ms": "overhead_ms", "tls_floor_ms": "tls_floor_ms", "beyond_floor_ms": "beyond_floor_ms",
+    "overhead_ms": "overhead_ms", "overhead_paired_ms": "overhead_paired_ms", "tls_floor_ms": "tls_floor_ms", "beyond_floor_ms": "beyond_floor_ms",
     "tput_vs_raw": "tput_vs_raw",
     "invoke_cpu_ms": "invoke_cpu_ms", "server_cpu_ms": "s3ml_server_cpu_ms",
     "client_cpu_ms": "s3ml_client_cpu_ms", "echo_server_cpu_ms": "echo_server_cpu_ms",
