@@ -11,7 +11,8 @@ from pathlib import Path
 import grpc
 
 from s3ml.scaler.v1 import scaler_pb2, scaler_pb2_grpc
-from tests.scaler.backends.haproxy_harness import DummyReplica, free_port, haproxy
+from services.loopback.ports import kernel_port
+from tests.scaler.backends.haproxy_harness import DummyReplica, haproxy
 
 MODEL = "mobilenet_v1_int8"
 BINARY = Path(__file__).absolute().parents[3] / "services" / "scaler" / "scaler"
@@ -19,7 +20,7 @@ BINARY = Path(__file__).absolute().parents[3] / "services" / "scaler" / "scaler"
 
 def test_binary_serves_status_and_reports_blindness(tmp_path: Path) -> None:
     replicas = [DummyReplica(f"node-{i}-{MODEL}").start() for i in range(2)]
-    metrics_port = free_port()
+    metrics_port = kernel_port()
     with haproxy(tmp_path, MODEL, replicas) as (sock, _):
         proc = subprocess.Popen(
             [

@@ -12,6 +12,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from services.loopback.ports import kernel_port
+
 
 @dataclass
 class DummyReplica:
@@ -57,12 +59,6 @@ def binary(name: str) -> str:
     return path
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def config(sock: Path, frontend: int, model: str, replicas: list[DummyReplica]) -> str:
     lines = [
         "global",
@@ -84,7 +80,7 @@ def config(sock: Path, frontend: int, model: str, replicas: list[DummyReplica]) 
 
 @contextmanager
 def haproxy(tmp: Path, model: str, replicas: list[DummyReplica]) -> Iterator[tuple[Path, int]]:
-    sock, frontend = tmp / "haproxy.sock", free_port()
+    sock, frontend = tmp / "haproxy.sock", kernel_port()
     cfg = tmp / "haproxy.cfg"
     cfg.write_text(config(sock, frontend, model, replicas))
     proc = subprocess.Popen([binary("haproxy"), "-f", str(cfg), "-db"], stderr=subprocess.PIPE)

@@ -18,7 +18,8 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
-from tests.scaler.backends.haproxy_harness import binary, free_port
+from services.loopback.ports import kernel_port
+from tests.scaler.backends.haproxy_harness import binary
 
 EPC_BYTES = int(93.5 * (1 << 20))
 
@@ -43,7 +44,7 @@ class Exporter:
             self.paged_out.labels(n)
             self.enclaves.labels(n).set(1)
             self.foreign.labels(n).set(0)
-        self.port = free_port()
+        self.port = kernel_port()
         self._rates: dict[str, float] = {}
         self._load: dict[str, float] = {}
         self._stop = threading.Event()
@@ -72,7 +73,7 @@ class Exporter:
 
 @contextmanager
 def prometheus(tmp: Path, exporter_port: int) -> Iterator[str]:
-    port = free_port()
+    port = kernel_port()
     cfg = tmp / "prometheus.yml"
     cfg.write_text(
         "global:\n  scrape_interval: 500ms\n"
