@@ -41,25 +41,6 @@ def _chain(key: bytes, previous: bytes, record: bytes) -> bytes:
     return hmac.new(key, previous + record, hashlib.sha256).digest()
 
 
-def append(
-    txn: Txn,
-    key: bytes,
-    now: float,
-    action: str,
-    subject: str,
-    mrenclave_hex: str = "",
-    secret_names: tuple[str, ...] = (),
-    detail: str = "",
-) -> AuditEvent:
-    seq, head = txn.log_head()
-    event = AuditEvent(seq + 1, now, action, subject, mrenclave_hex, secret_names, detail[:500])
-    record = _canonical(event)
-    stored = txn.append_log(record, _chain(key, head, record))
-    if stored != event.sequence:
-        raise AuditChainError(f"audit sequence {stored} != expected {event.sequence}")
-    return event
-
-
 KEY_LABEL = "s3ml audit chain"  # the sealing-key derivation of the chain's HMAC key
 
 
@@ -80,9 +61,15 @@ class Trail:
         secret_names: tuple[str, ...] = (),
         detail: str = "",
     ) -> AuditEvent:
-        return append(
-            txn, self.key, self.now(), action, subject, mrenclave_hex, secret_names, detail
+        seq, head = txn.log_head()
+        event = AuditEvent(
+            seq + 1, self.now(), action, subject, mrenclave_hex, secret_names, detail[:500]
         )
+        record = _canonical(event)
+        stored = txn.append_log(record, _chain(self.key, head, record))
+        if stored != event.sequence:
+            raise AuditChainError(f"audit sequence {stored} != expected {event.sequence}")
+        return event
 
 
 def decode(record: bytes) -> AuditEvent:
