@@ -142,6 +142,11 @@ std::pair<uint8_t*, size_t> Connection::InPlace() {
   return {at, std::min({room, inbound_.left, budget, size_t{kMaxFrame}})};
 }
 
+void Connection::Free(int32_t id, MessageReader* reader) {
+  MessageBytes bytes = reader->Take();
+  if (id == feeding_) parked_.push_back(std::move(bytes));  // nghttp2 is still reading from it
+}
+
 Connection::Next Connection::After(Next read) {
   const bool sent = nghttp2_session_send(session_) == 0;
   const bool flushed = Flush();
@@ -256,8 +261,7 @@ void Connection::Reject(int32_t id, Stream* s, Code code, const std::string& mes
   s->replied = true;
   buffered_ -= s->buffered;
   s->buffered = 0;
-  MessageBytes dropped = s->reader.Take();  // frees what had arrived
-  if (id == feeding_) parked_.push_back(std::move(dropped));  // nghttp2 is still reading it
+  Free(id, &s->reader);  // what had arrived
   Submit(id, Reply{code, message, {}});
 }
 
@@ -398,7 +402,7 @@ int Connection::OnStreamClose(nghttp2_session*, int32_t id, uint32_t, void* self
   const auto found = c->streams_.find(id);
   if (found != c->streams_.end()) {
     c->buffered_ -= found->second.buffered;
-    if (id == c->feeding_) c->parked_.push_back(found->second.reader.Take());  // still being read
+    c->Free(id, &found->second.reader);
     c->streams_.erase(found);
   }
   c->replies_.erase(id);

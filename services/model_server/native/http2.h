@@ -68,6 +68,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool StartSession();  // false when nghttp2 cannot allocate a session
   Next ReadAll(std::vector<uint8_t>* scratch);
   std::pair<uint8_t*, size_t> InPlace();  // where the DATA payload arriving next may be decrypted
+  void Free(int32_t id, MessageReader* reader);  // a dropped stream's message, once nghttp2 is done with it
   bool Flush();  // false on a broken connection
   void Arm();  // re-arms the oneshot registration: EPOLLIN, and EPOLLOUT while bytes wait
   Next After(Next read);
